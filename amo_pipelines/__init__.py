@@ -1,0 +1,98 @@
+"""amo_pipelines: an async SDK for the amoCRM / Kommo API v4 leads pipelines and statuses."""
+
+from __future__ import annotations
+
+import logging
+
+from .auth import AuthProvider, LongLivedToken
+from .client import AmoClient
+from .constants import (
+    LOST_STATUS_ID,
+    MAX_CUSTOM_STATUSES_PER_PIPELINE,
+    MAX_DESCRIPTION_LENGTH,
+    MAX_DESCRIPTIONS_PER_STATUS,
+    MAX_ITEMS_PER_REQUEST,
+    MAX_PIPELINES_PER_ACCOUNT,
+    MAX_STATUSES_PER_PIPELINE,
+    WON_STATUS_ID,
+    DescriptionLevel,
+    StatusColor,
+    StatusType,
+)
+from .errors import (
+    AccountBlockedError,
+    AmoError,
+    ApiError,
+    BadRequestError,
+    ForbiddenError,
+    GatewayTimeoutError,
+    InvalidInputError,
+    NotFoundError,
+    PaymentRequiredError,
+    RateLimitedError,
+    RequestNotSentError,
+    RequestTimeoutError,
+    ResponseLostError,
+    ServerError,
+    TransportError,
+    UnauthorizedError,
+    UnexpectedResponseError,
+    UnprocessableEntityError,
+    ValidationIssue,
+)
+from .inputs import DescriptionInput, NewPipeline, NewStatus, PipelineUpdate, StatusUpdate
+from .models import Pipeline, Status, StatusDescription
+from .transport import AiohttpTransport, Request, Response, Transport
+
+__version__ = "0.1.0"
+
+logging.getLogger("amo_pipelines").addHandler(logging.NullHandler())
+
+__all__ = [
+    "LOST_STATUS_ID",
+    "MAX_CUSTOM_STATUSES_PER_PIPELINE",
+    "MAX_DESCRIPTIONS_PER_STATUS",
+    "MAX_DESCRIPTION_LENGTH",
+    "MAX_ITEMS_PER_REQUEST",
+    "MAX_PIPELINES_PER_ACCOUNT",
+    "MAX_STATUSES_PER_PIPELINE",
+    "WON_STATUS_ID",
+    "AccountBlockedError",
+    "AiohttpTransport",
+    "AmoClient",
+    "AmoError",
+    "ApiError",
+    "AuthProvider",
+    "BadRequestError",
+    "DescriptionInput",
+    "DescriptionLevel",
+    "ForbiddenError",
+    "GatewayTimeoutError",
+    "InvalidInputError",
+    "LongLivedToken",
+    "NewPipeline",
+    "NewStatus",
+    "NotFoundError",
+    "PaymentRequiredError",
+    "Pipeline",
+    "PipelineUpdate",
+    "RateLimitedError",
+    "Request",
+    "RequestNotSentError",
+    "RequestTimeoutError",
+    "Response",
+    "ResponseLostError",
+    "ServerError",
+    "Status",
+    "StatusColor",
+    "StatusDescription",
+    "StatusType",
+    "StatusUpdate",
+    "Transport",
+    "TransportError",
+    "UnauthorizedError",
+    "UnexpectedResponseError",
+    "UnprocessableEntityError",
+    "ValidationIssue",
+    "__version__",
+]

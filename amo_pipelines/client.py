@@ -1,0 +1,147 @@
+"""``AmoClient``: the entry point that owns the transport and the request pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from . import _json
+from .auth import AuthProvider, LongLivedToken
+from .errors import InvalidInputError, UnexpectedResponseError, error_from_response
+from .pipelines import PipelinesAPI
+from .policies import AuthPolicy, LoggingPolicy, Policy, chain
+from .statuses import StatusesAPI
+from .transport.aiohttp import AiohttpTransport
+from .transport.base import Request, Response, Transport
+from .urls import account_url
+
+USER_AGENT = "amo_pipelines/0.1"
+
+
+class AmoClient:
+    """An async client for one amoCRM / Kommo account.
+
+    Use it as ``async with AmoClient(...) as amo:`` or call :meth:`aclose` yourself.
+    Exactly one of ``base_url`` / ``subdomain`` (with ``domain``) names the account, and
+    exactly one of ``access_token`` / ``auth`` authenticates. ``session`` borrows your
+    :class:`aiohttp.ClientSession` (left open on close); ``transport`` replaces aiohttp
+    altogether (e.g. :class:`amo_pipelines.testing.MockTransport`).
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str | URL | None = None,
+        subdomain: str | None = None,
+        domain: str = "amocrm.ru",
+        access_token: str | None = None,
+        auth: AuthProvider | None = None,
+        transport: Transport | None = None,
+        session: aiohttp.ClientSession | None = None,
+        timeout: aiohttp.ClientTimeout | float | None = None,
+        log_bodies: bool = False,
+    ) -> None:
+        self.base_url = account_url(base_url=base_url, subdomain=subdomain, domain=domain)
+        if (access_token is None) == (auth is None):
+            raise InvalidInputError("give either access_token or auth", field="access_token")
+        self._auth: AuthProvider = auth or LongLivedToken(access_token)  # type: ignore[arg-type]
+        if transport is not None and (session is not None or timeout is not None):
+            raise InvalidInputError(
+                "session and timeout configure the default transport; "
+                "configure your own transport instead",
+                field="transport",
+            )
+        self._owns_transport = transport is None
+        self._transport: Transport = transport or AiohttpTransport(session=session, timeout=timeout)
+        self._policies: list[Policy] = [
+            AuthPolicy(self._auth, self.base_url.host or ""),
+            LoggingPolicy(log_bodies=log_bodies),
+        ]
+        self._handler = chain(self._policies, self._transport)
+        self._closed = False
+        self.pipelines = PipelinesAPI(self)
+        self.statuses = StatusesAPI(self)
+
+    def __repr__(self) -> str:
+        return f"AmoClient({str(self.base_url)!r})"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def __aenter__(self) -> AmoClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the transport if the client created it. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_transport:
+            await self._transport.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        json: Any = None,
+    ) -> Response:
+        """Send one request through the pipeline; return a 2xx response or raise
+        the :class:`ApiError` subclass for the status."""
+        if self._closed:
+            raise RuntimeError("this AmoClient is closed")
+        headers = {"accept": "application/hal+json, application/problem+json, application/json"}
+        headers["user-agent"] = USER_AGENT
+        body = None
+        if json is not None:
+            body = _json.dumps(json)
+            headers["content-type"] = "application/json"
+        url = self.base_url.with_path(path)
+        if query:
+            url = url.with_query(query)
+        request = Request(method=method, url=url, headers=headers, body=body)
+        response = await self._handler(request)
+        if 200 <= response.status < 300:
+            return response
+        raise error_from_response(request, response)
+
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        json: Any = None,
+    ) -> Any:
+        """:meth:`request`, then parse the body; ``None`` for a 204 or an empty body.
+
+        A success that is not JSON (say, a proxy's HTML page) is an error, not data.
+        """
+        response = await self.request(method, path, query=query, json=json)
+        if response.status == 204 or not response.body:
+            return None
+        try:
+            return _json.loads(response.body)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise UnexpectedResponseError(
+                status=response.status,
+                method=method,
+                path=path,
+                detail=f"expected JSON, got {response.content_type or 'no content type'}",
+                body=response.body,
+                content_type=response.content_type,
+            ) from e

@@ -1,0 +1,118 @@
+"""The one cattrs converter between JSON-shaped data and the SDK's classes.
+
+Response models are structured leniently (the API adds fields over time, and a new key must
+not break a running integration); :func:`make_converter` with ``strict=True`` forbids
+unknown keys, which the test suite runs over every JSON example in the spec so that no
+documented field is dropped silently. Input classes are unstructured to request bodies
+holding only the fields the caller set.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from cattrs import Converter
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from .constants import DescriptionLevel, StatusColor
+from .inputs import DescriptionInput, NewPipeline, NewStatus, PipelineUpdate, StatusUpdate
+from .models import (
+    Links,
+    Pipeline,
+    PipelineCollection,
+    Status,
+    StatusCollection,
+    StatusDescription,
+)
+
+
+def _structure_datetime(value: Any, _: type) -> datetime:
+    # "YYYY-MM-DD HH:MM:SS"; fromisoformat takes the space separator and is fast.
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value)
+
+
+def make_converter(*, strict: bool = False) -> Converter:
+    """A converter for the SDK's models; ``strict`` rejects unknown keys."""
+    c = Converter(forbid_extra_keys=strict)
+    c.register_structure_hook(datetime, _structure_datetime)
+    c.register_structure_hook(
+        Links,
+        make_dict_structure_fn(
+            Links, c, _cattrs_forbid_extra_keys=strict, self_=override(rename="self")
+        ),
+    )
+    c.register_structure_hook(
+        Status,
+        make_dict_structure_fn(
+            Status, c, _cattrs_forbid_extra_keys=strict, links=override(rename="_links")
+        ),
+    )
+    c.register_structure_hook(
+        Pipeline,
+        make_dict_structure_fn(
+            Pipeline,
+            c,
+            _cattrs_forbid_extra_keys=strict,
+            links=override(rename="_links"),
+            embedded=override(rename="_embedded"),
+        ),
+    )
+    for collection in (PipelineCollection, StatusCollection):
+        c.register_structure_hook(
+            collection,
+            make_dict_structure_fn(
+                collection,
+                c,
+                _cattrs_forbid_extra_keys=strict,
+                total_items=override(rename="_total_items"),
+                links=override(rename="_links"),
+                embedded=override(rename="_embedded"),
+            ),
+        )
+    c.register_structure_hook(
+        StatusDescription,
+        make_dict_structure_fn(StatusDescription, c, _cattrs_forbid_extra_keys=strict),
+    )
+    _register_inputs(c)
+    return c
+
+
+def _register_inputs(c: Converter) -> None:
+    for enum in (StatusColor, DescriptionLevel):
+        c.register_unstructure_hook(enum, lambda e: e.value)
+    for cls in (DescriptionInput, PipelineUpdate, StatusUpdate):
+        c.register_unstructure_hook(
+            cls, make_dict_unstructure_fn(cls, c, _cattrs_omit_if_default=True)
+        )
+    c.register_unstructure_hook(
+        NewStatus, make_dict_unstructure_fn(NewStatus, c, _cattrs_omit_if_default=True)
+    )
+    new_pipeline = make_dict_unstructure_fn(
+        NewPipeline,
+        c,
+        _cattrs_omit_if_default=True,
+        is_main=override(omit_if_default=False),
+        is_unsorted_on=override(omit_if_default=False),
+        statuses=override(omit=True),
+        won_status_name=override(omit=True),
+        lost_status_name=override(omit=True),
+    )
+
+    def unstructure_new_pipeline(pipeline: NewPipeline) -> dict[str, Any]:
+        body = new_pipeline(pipeline)
+        statuses: list[dict[str, Any]] = [
+            c.unstructure(s) for s in pipeline.statuses if not s.is_system
+        ]
+        statuses += [{"id": k, "name": v} for k, v in pipeline.system_status_names().items()]
+        if statuses:
+            body["_embedded"] = {"statuses": statuses}
+        return body
+
+    c.register_unstructure_hook(NewPipeline, unstructure_new_pipeline)
+
+
+converter = make_converter()
+"""The SDK's converter: lenient on unknown response keys."""

@@ -1,0 +1,176 @@
+"""Response models: what the API returns, frozen and typed.
+
+Field names follow the API's JSON. HAL wrappers (``_links``, ``_embedded``) are kept as
+small nested classes so that one generated cattrs hook per class maps them, and strict
+structuring in the tests can prove that no documented key is dropped.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from attrs import field, frozen
+
+from .constants import LOST_STATUS_ID, WON_STATUS_ID, StatusType
+
+
+def _status_type(value: int) -> int:
+    # Keep unknown future types as plain ints instead of failing the whole response.
+    try:
+        return StatusType(value)
+    except ValueError:
+        return value
+
+
+@frozen(kw_only=True)
+class Link:
+    href: str
+
+
+@frozen(kw_only=True)
+class Links:
+    """HAL ``_links``; ``self`` is renamed ``self_`` because ``self`` cannot be an argument."""
+
+    self_: Link | None = None
+
+
+@frozen(kw_only=True)
+class StatusDescription:
+    """A hint shown to users of one level while a lead sits in a status."""
+
+    id: int
+    account_id: int
+    pipeline_id: int
+    status_id: int
+    level: str
+    """One of :class:`DescriptionLevel` (a ``str`` enum, so ``==`` works both ways)."""
+    description: str
+    created_at: datetime | None = None
+    """Account-local time as the API gives it (``YYYY-MM-DD HH:MM:SS``, no zone)."""
+    updated_at: datetime | None = None
+    created_by: int | None = None
+    """User id; 0 means the API."""
+    updated_by: int | None = None
+    """User id; 0 means the API, ``None`` means never edited."""
+
+
+@frozen(kw_only=True)
+class Status:
+    """A stage of a pipeline."""
+
+    id: int
+    name: str
+    sort: int
+    is_editable: bool
+    pipeline_id: int
+    color: str
+    """A palette color for regular statuses; system statuses use colors outside the palette."""
+    type: int = field(converter=_status_type)
+    """:class:`StatusType` when known."""
+    account_id: int
+    request_id: str | None = None
+    """Echoed back by create and update calls only."""
+    links: Links | None = field(default=None, repr=False)
+    descriptions: tuple[StatusDescription, ...] | None = None
+    """``None`` when descriptions were not requested (``with_descriptions=False``)."""
+
+    @property
+    def is_incoming(self) -> bool:
+        return self.type == StatusType.INCOMING
+
+    @property
+    def is_won(self) -> bool:
+        return self.id == WON_STATUS_ID
+
+    @property
+    def is_lost(self) -> bool:
+        return self.id == LOST_STATUS_ID
+
+    @property
+    def is_system(self) -> bool:
+        return self.is_incoming or self.is_won or self.is_lost
+
+
+@frozen(kw_only=True)
+class PipelineEmbedded:
+    statuses: tuple[Status, ...] = ()
+
+
+@frozen(kw_only=True)
+class Pipeline:
+    """A sales pipeline with its statuses (ordered as the API returns them)."""
+
+    id: int
+    name: str
+    sort: int
+    is_main: bool
+    is_unsorted_on: bool
+    is_archive: bool = False
+    """Absent from create responses; a new pipeline is never archived."""
+    account_id: int
+    request_id: str | None = None
+    links: Links | None = field(default=None, repr=False)
+    embedded: PipelineEmbedded = field(factory=PipelineEmbedded, repr=False)
+
+    @property
+    def statuses(self) -> tuple[Status, ...]:
+        return self.embedded.statuses
+
+    @property
+    def won(self) -> Status | None:
+        return self.status_by_id(WON_STATUS_ID)
+
+    @property
+    def lost(self) -> Status | None:
+        return self.status_by_id(LOST_STATUS_ID)
+
+    @property
+    def incoming(self) -> Status | None:
+        """The incoming-leads status, absent when a response leaves it out."""
+        return next((s for s in self.statuses if s.is_incoming), None)
+
+    @property
+    def custom_statuses(self) -> tuple[Status, ...]:
+        """The statuses a user created: everything but incoming, won and lost."""
+        return tuple(s for s in self.statuses if not s.is_system)
+
+    def status_by_id(self, status_id: int) -> Status | None:
+        return next((s for s in self.statuses if s.id == status_id), None)
+
+    def status_by_name(self, name: str) -> Status | None:
+        """The first status with exactly this name (names are not unique in amoCRM)."""
+        return next((s for s in self.statuses if s.name == name), None)
+
+    def __repr__(self) -> str:
+        return (
+            f"Pipeline(id={self.id}, name={self.name!r}, is_main={self.is_main}, "
+            f"statuses={len(self.statuses)})"
+        )
+
+
+@frozen(kw_only=True)
+class PipelinesEmbedded:
+    pipelines: tuple[Pipeline, ...] = ()
+
+
+@frozen(kw_only=True)
+class PipelineCollection:
+    """A collection response of pipelines (list and create)."""
+
+    total_items: int | None = None
+    links: Links | None = None
+    embedded: PipelinesEmbedded = field(factory=PipelinesEmbedded)
+
+
+@frozen(kw_only=True)
+class StatusesEmbedded:
+    statuses: tuple[Status, ...] = ()
+
+
+@frozen(kw_only=True)
+class StatusCollection:
+    """A collection response of statuses (list and create)."""
+
+    total_items: int | None = None
+    links: Links | None = None
+    embedded: StatusesEmbedded = field(factory=StatusesEmbedded)

@@ -1,0 +1,91 @@
+"""The default transport: one pooled :class:`aiohttp.ClientSession`.
+
+aiohttp exceptions are translated here, at the edge, into the SDK's two transport failures:
+:class:`RequestNotSentError` when the connection never carried the request, and
+:class:`ResponseLostError` when it might have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from ..errors import RequestNotSentError, RequestTimeoutError, ResponseLostError
+from .base import Request, Response
+
+DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=10, sock_read=30)
+
+# aiohttp >= 3.10 tells a connect timeout apart from a read timeout.
+_CONNECT_TIMEOUT: tuple[type[BaseException], ...] = tuple(
+    t for t in (getattr(aiohttp, "ConnectionTimeoutError", None),) if t is not None
+)
+
+
+class AiohttpTransport:
+    """Sends requests through aiohttp.
+
+    ``session``: borrow the caller's session (it is not closed by :meth:`aclose`). Otherwise a
+    session is created on first use, inside the running event loop, and closed by
+    :meth:`aclose`. Redirects are never followed: a redirect to another host must not carry
+    the ``Authorization`` header there.
+    """
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        timeout: aiohttp.ClientTimeout | float | None = None,
+        limit: int = 100,
+    ) -> None:
+        if isinstance(timeout, (int, float)):
+            timeout = aiohttp.ClientTimeout(total=float(timeout))
+        self._timeout = timeout or DEFAULT_TIMEOUT
+        self._session = session
+        self._owns_session = session is None
+        self._limit = limit
+        self._closed = False
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._limit),
+                timeout=self._timeout,
+                raise_for_status=False,
+                # No cookies: every request must stand on its bearer token alone.
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self._session
+
+    async def send(self, request: Request) -> Response:
+        where = {"method": request.method, "path": request.url.path}
+        if self._closed:
+            raise RequestNotSentError("the transport is closed", **where)
+        session = self._get_session()
+        try:
+            async with session.request(
+                request.method,
+                request.url,
+                headers=dict(request.headers),
+                data=request.body,
+                allow_redirects=False,
+                timeout=self._timeout,
+            ) as response:
+                body = await response.read()
+                return Response(status=response.status, headers=dict(response.headers), body=body)
+        except aiohttp.ClientConnectorError as e:
+            # Raised while connecting (refused, DNS, TLS): nothing was sent.
+            raise RequestNotSentError(f"cannot connect: {type(e).__name__}", **where) from e
+        except _CONNECT_TIMEOUT as e:
+            raise RequestNotSentError("timed out while connecting", **where) from e
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as e:
+            raise RequestTimeoutError("timed out waiting for the response", **where) from e
+        except aiohttp.ClientError as e:
+            # Disconnects, resets and broken payloads after the request went out.
+            raise ResponseLostError(f"connection lost: {type(e).__name__}", **where) from e
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+        self._session = None
