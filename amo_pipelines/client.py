@@ -10,11 +10,18 @@ import aiohttp
 from yarl import URL
 
 from . import _json
+from ._batch import OnAmbiguous, Watermarks
 from .auth import AuthProvider, LongLivedToken
+from .circuit import CircuitBreaker
+from .clock import SYSTEM_CLOCK, Clock
+from .constants import MAX_ITEMS_PER_REQUEST, RECOMMENDED_BATCH_SIZE
 from .errors import InvalidInputError, UnexpectedResponseError, error_from_response
 from .pipelines import PipelinesAPI
 from .policies import AuthPolicy, LoggingPolicy, Policy, chain
+from .ratelimit import RateLimiter
+from .retry import RetryPolicy
 from .statuses import StatusesAPI
+from .throttle import ThrottlePolicy
 from .transport.aiohttp import AiohttpTransport
 from .transport.base import Request, Response, Transport
 from .urls import account_url
@@ -30,6 +37,12 @@ class AmoClient:
     exactly one of ``access_token`` / ``auth`` authenticates. ``session`` borrows your
     :class:`aiohttp.ClientSession` (left open on close); ``transport`` replaces aiohttp
     altogether (e.g. :class:`amo_pipelines.testing.MockTransport`).
+
+    Throughput and safety: ``rate_limiter`` and ``circuit_breaker`` default to instances
+    shared by every client of the running event loop, so clients of one account share its
+    budget; pass your own to scope them differently. ``retry`` decides what is retried
+    (see :mod:`amo_pipelines.retry`); ``batch_size`` (1 to 250) and ``on_ambiguous``
+    (``"reconcile"`` or ``"raise"``) shape batch creates. ``clock`` drives every wait.
     """
 
     def __init__(
@@ -44,6 +57,12 @@ class AmoClient:
         session: aiohttp.ClientSession | None = None,
         timeout: aiohttp.ClientTimeout | float | None = None,
         log_bodies: bool = False,
+        rate_limiter: RateLimiter | None = None,
+        circuit_breaker: CircuitBreaker | None = None,
+        retry: RetryPolicy | None = None,
+        batch_size: int = RECOMMENDED_BATCH_SIZE,
+        on_ambiguous: OnAmbiguous = "reconcile",
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.base_url = account_url(base_url=base_url, subdomain=subdomain, domain=domain)
         if (access_token is None) == (auth is None):
@@ -57,7 +76,21 @@ class AmoClient:
             )
         self._owns_transport = transport is None
         self._transport: Transport = transport or AiohttpTransport(session=session, timeout=timeout)
+        self._check_batch_options(batch_size, on_ambiguous)
+        self.batch_size = batch_size
+        self.on_ambiguous: OnAmbiguous = on_ambiguous
+        self.clock = clock
+        self.retry = retry or RetryPolicy(clock=clock)
+        self.throttle = ThrottlePolicy(
+            account=self.base_url.host or "",
+            integration=self._auth.fingerprint,
+            limiter=rate_limiter,
+            breaker=circuit_breaker,
+        )
+        self.watermarks = Watermarks()
         self._policies: list[Policy] = [
+            self.retry,
+            self.throttle,
             AuthPolicy(self._auth, self.base_url.host or ""),
             LoggingPolicy(log_bodies=log_bodies),
         ]
@@ -65,6 +98,44 @@ class AmoClient:
         self._closed = False
         self.pipelines = PipelinesAPI(self)
         self.statuses = StatusesAPI(self)
+
+    @staticmethod
+    def _check_batch_options(batch_size: object, on_ambiguous: object) -> None:
+        if (
+            not isinstance(batch_size, int)
+            or isinstance(batch_size, bool)
+            or not 1 <= batch_size <= MAX_ITEMS_PER_REQUEST
+        ):
+            raise InvalidInputError(
+                f"must be an int from 1 to {MAX_ITEMS_PER_REQUEST}", field="batch_size"
+            )
+        if on_ambiguous not in ("reconcile", "raise"):
+            raise InvalidInputError('must be "reconcile" or "raise"', field="on_ambiguous")
+
+    def batch_options(
+        self, batch_size: int | None, on_ambiguous: OnAmbiguous | None
+    ) -> dict[str, Any]:
+        """Options for one batch call: the call's own, else the client's."""
+        size = self.batch_size if batch_size is None else batch_size
+        mode = self.on_ambiguous if on_ambiguous is None else on_ambiguous
+        self._check_batch_options(size, mode)
+        return {
+            "batch_size": size,
+            "on_ambiguous": mode,
+            "max_rounds": self.retry.max_attempts,
+            "pause": self._pause,
+        }
+
+    async def _pause(self, round: int) -> None:
+        await self.clock.sleep(self.retry.backoff_for(round))
+
+    @property
+    def rate_limiter(self) -> RateLimiter:
+        return self.throttle.limiter
+
+    @property
+    def circuit_breaker(self) -> CircuitBreaker:
+        return self.throttle.breaker
 
     def __repr__(self) -> str:
         return f"AmoClient({str(self.base_url)!r})"

@@ -15,7 +15,7 @@ from typing import Any
 from cattrs import Converter
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from .constants import DescriptionLevel, StatusColor
+from .constants import LOST_STATUS_ID, WON_STATUS_ID, DescriptionLevel, StatusColor
 from .inputs import DescriptionInput, NewPipeline, NewStatus, PipelineUpdate, StatusUpdate
 from .models import (
     Links,
@@ -103,10 +103,20 @@ def _register_inputs(c: Converter) -> None:
 
     def unstructure_new_pipeline(pipeline: NewPipeline) -> dict[str, Any]:
         body = new_pipeline(pipeline)
+        # The caller's statuses in the caller's order (a system one as {"id", "name"}, like
+        # the documented example), then names given as won_status_name / lost_status_name.
         statuses: list[dict[str, Any]] = [
-            c.unstructure(s) for s in pipeline.statuses if not s.is_system
+            {"id": s.id, "name": s.name} if s.is_system else c.unstructure(s)
+            for s in pipeline.statuses
         ]
-        statuses += [{"id": k, "name": v} for k, v in pipeline.system_status_names().items()]
+        statuses += [
+            {"id": status_id, "name": name}
+            for status_id, name in (
+                (WON_STATUS_ID, pipeline.won_status_name),
+                (LOST_STATUS_ID, pipeline.lost_status_name),
+            )
+            if name is not None
+        ]
         if statuses:
             body["_embedded"] = {"statuses": statuses}
         return body

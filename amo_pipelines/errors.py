@@ -317,3 +317,32 @@ def error_from_response(request: Request, response: Response) -> ApiError:
             retry_after = parse_retry_after(response.headers.get("retry-after"))
         return RateLimitedError(retry_after=retry_after, **kwargs)
     return cls(**kwargs)
+
+
+class BatchError(AmoError):
+    """Some items of a batch call failed; nothing is lost silently.
+
+    ``results`` has one slot per input position: the created/updated entity, or ``None``
+    where that item failed. ``errors`` maps each failed position to its exception; an
+    exception whose ``may_have_been_processed`` is true means that item's fate is unknown
+    (list the entities before trying it again).
+    """
+
+    def __init__(self, results: Sequence[object], errors: Mapping[int, AmoError]) -> None:
+        self.results = list(results)
+        self.errors = dict(sorted(errors.items()))
+        first = next(iter(self.errors.items()), None)
+        summary = f"{len(self.errors)} of {len(self.results)} items failed"
+        if first is not None:
+            summary += f"; item {first[0]}: {first[1]}"
+        super().__init__(summary)
+
+    @property
+    def succeeded(self) -> dict[int, object]:
+        """Positions that were written, with their entity."""
+        return {i: r for i, r in enumerate(self.results) if i not in self.errors}
+
+    @property
+    def unknown(self) -> list[int]:
+        """Positions whose failure may still have been applied by the server."""
+        return [i for i, e in self.errors.items() if e.may_have_been_processed]

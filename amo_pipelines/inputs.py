@@ -9,7 +9,7 @@ mandatory on pipeline creation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from attrs import Attribute, field, frozen
@@ -63,6 +63,15 @@ def _int(_: object, attribute: Attribute[Any], value: object) -> None:
         check_int(value, attribute.name)
 
 
+# For required fields: None is not "unset" there, it is a wrong value.
+def _required_name(_: object, attribute: Attribute[Any], value: object) -> None:
+    check_name(value, attribute.name)
+
+
+def _required_int(_: object, attribute: Attribute[Any], value: object) -> None:
+    check_int(value, attribute.name)
+
+
 def _id(_: object, attribute: Attribute[Any], value: object) -> None:
     if value is not None:
         check_id(value, attribute.name)
@@ -70,6 +79,11 @@ def _id(_: object, attribute: Attribute[Any], value: object) -> None:
 
 def _bool(_: object, attribute: Attribute[Any], value: object) -> None:
     if value is not None and not isinstance(value, bool):
+        raise InvalidInputError(f"must be a bool, got {type(value).__name__}", field=attribute.name)
+
+
+def _required_bool(_: object, attribute: Attribute[Any], value: object) -> None:
+    if not isinstance(value, bool):
         raise InvalidInputError(f"must be a bool, got {type(value).__name__}", field=attribute.name)
 
 
@@ -186,7 +200,7 @@ class NewStatus:
     ``NewPipeline(won_status_name=...)`` says the same more plainly.
     """
 
-    name: str = field(validator=_name)
+    name: str = field(validator=_required_name)
     sort: int | None = field(default=None, validator=_int)
     color: StatusColor | None = field(default=None, converter=_color)
     descriptions: tuple[DescriptionInput, ...] = field(default=(), converter=_descriptions)
@@ -242,10 +256,10 @@ class NewPipeline:
     sent; they default to an ordinary pipeline with the incoming-leads stage on.
     """
 
-    name: str = field(validator=_name)
-    sort: int = field(validator=_int)
-    is_main: bool = field(default=False, validator=_bool)
-    is_unsorted_on: bool = field(default=True, validator=_bool)
+    name: str = field(validator=_required_name)
+    sort: int = field(validator=_required_int)
+    is_main: bool = field(default=False, validator=_required_bool)
+    is_unsorted_on: bool = field(default=True, validator=_required_bool)
     statuses: tuple[NewStatus, ...] = field(default=(), converter=_statuses)
     won_status_name: str | None = field(default=None, validator=_name)
     lost_status_name: str | None = field(default=None, validator=_name)
@@ -259,7 +273,15 @@ class NewPipeline:
                 f"{MAX_CUSTOM_STATUSES_PER_PIPELINE} besides incoming, won and lost",
                 field="statuses",
             )
-        check_request_ids(custom, "statuses")
+        for i, status in enumerate(self.statuses):
+            # The pipeline-create body documents name, sort and color for its statuses;
+            # descriptions are added afterwards with statuses.create or statuses.update.
+            if not status.is_system and (status.descriptions or status.request_id is not None):
+                raise InvalidInputError(
+                    "statuses created with a pipeline take name, sort and color only; "
+                    "add descriptions with statuses.create or statuses.update",
+                    field=f"statuses[{i}]",
+                )
         named = {WON_STATUS_ID: self.won_status_name, LOST_STATUS_ID: self.lost_status_name}
         for i, status in enumerate(self.statuses):
             if status.id is None:
@@ -350,3 +372,25 @@ def check_batch(items: object, kind: type[Any], limit: int | None, where: str) -
         raise InvalidInputError(f"{len(batch)} given, at most {limit} fit", field=where)
     check_request_ids(batch, where)
     return batch
+
+
+def check_updates(updates: object, kind: type[Any], id_name: str) -> list[tuple[int, Any]]:
+    """Validate every (id, update) pair of an ``update_many`` call before sending any."""
+    if isinstance(updates, Mapping):
+        pairs = list(updates.items())
+    elif isinstance(updates, Iterable) and not isinstance(updates, (str, bytes)):
+        pairs = list(updates)
+    else:
+        raise InvalidInputError(f"must be a mapping of {id_name} to {kind.__name__}")
+    checked: list[tuple[int, Any]] = []
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise InvalidInputError(f"must be an ({id_name}, update) pair", field=f"updates[{i}]")
+        entity_id, update = pair
+        check_id(entity_id, f"updates[{i}].{id_name}")
+        if not isinstance(update, kind):
+            raise InvalidInputError(
+                f"must be a {kind.__name__}, got {type(update).__name__}", field=f"updates[{i}]"
+            )
+        checked.append((entity_id, update))
+    return checked

@@ -1,16 +1,17 @@
-"""``amo.statuses``: the five status endpoints of a pipeline."""
+"""``amo.statuses``: the five status endpoints of a pipeline, plus batch update and delete."""
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
-from ._batch import assign_request_ids, in_input_order
+from ._batch import BatchCreate, OnAmbiguous, fan_out, in_request_order
 from .constants import MAX_CUSTOM_STATUSES_PER_PIPELINE
 from .converter import converter
 from .errors import InvalidInputError, NotFoundError
-from .inputs import NewStatus, StatusUpdate, check_batch, check_id
+from .inputs import NewStatus, StatusUpdate, check_batch, check_id, check_updates
 from .models import Status, StatusCollection
 from .pipelines import pipeline_path
 
@@ -40,7 +41,9 @@ class StatusesAPI:
         data = await self._client.request_json("GET", path, query=query)
         if data is None:
             return []
-        return builtins.list(converter.structure(data, StatusCollection).embedded.statuses)
+        statuses = converter.structure(data, StatusCollection).embedded.statuses
+        self._client.watermarks.see_statuses(statuses)
+        return builtins.list(statuses)
 
     async def get(
         self, pipeline_id: int, status_id: int, *, with_descriptions: bool = False
@@ -53,19 +56,44 @@ class StatusesAPI:
         return converter.structure(data, Status)
 
     async def create(
-        self, pipeline_id: int, statuses: Iterable[NewStatus]
+        self,
+        pipeline_id: int,
+        statuses: Iterable[NewStatus],
+        *,
+        batch_size: int | None = None,
+        on_ambiguous: OnAmbiguous | None = None,
     ) -> builtins.list[Status]:
-        """Create statuses in one pipeline; returns them in input order."""
+        """Create statuses in one pipeline; returns them in input order.
+
+        Chunking, reconciliation and :class:`BatchError` work as for
+        :meth:`PipelinesAPI.create`.
+        """
         path = statuses_path(pipeline_id)
         items = check_batch(statuses, NewStatus, MAX_CUSTOM_STATUSES_PER_PIPELINE, "statuses")
-        request_ids = assign_request_ids(items)
-        body = [
-            {**converter.unstructure(item), "request_id": rid}
-            for item, rid in zip(items, request_ids, strict=True)
-        ]
-        data = await self._client.request_json("POST", path, json=body)
-        created = converter.structure(data or {}, StatusCollection).embedded.statuses
-        return in_input_order(items, request_ids, created, method="POST", path=path)
+        options = self._client.batch_options(batch_size, on_ambiguous)
+
+        async def send(chunk: Sequence[NewStatus], request_ids: Sequence[str]) -> list[Status]:
+            body = [
+                {**converter.unstructure(item), "request_id": rid}
+                for item, rid in zip(chunk, request_ids, strict=True)
+            ]
+            data = await self._client.request_json("POST", path, json=body)
+            created = converter.structure(data or {}, StatusCollection).embedded.statuses
+            self._client.watermarks.see_statuses(created)
+            return in_request_order(request_ids, created, method="POST", path=path)
+
+        async def list_existing() -> list[Status]:
+            # with=descriptions: a reconciled status comes back as complete as a created one.
+            found = await self.list(pipeline_id, with_descriptions=True)
+            return [s for s in found if not s.is_system]
+
+        return await BatchCreate(
+            items,
+            send=send,
+            list_existing=list_existing,
+            watermark=self._client.watermarks.status,
+            **options,
+        ).run()
 
     async def update(self, pipeline_id: int, status_id: int, update: StatusUpdate) -> Status:
         path = status_path(pipeline_id, status_id)
@@ -74,6 +102,24 @@ class StatusesAPI:
         data = await self._client.request_json("PATCH", path, json=converter.unstructure(update))
         return converter.structure(data, Status)
 
+    async def update_many(
+        self,
+        pipeline_id: int,
+        updates: Mapping[int, StatusUpdate] | Iterable[tuple[int, StatusUpdate]],
+    ) -> builtins.list[Status]:
+        """PATCH several statuses of one pipeline concurrently; results in input order,
+        or :class:`BatchError` with what was and was not changed."""
+        statuses_path(pipeline_id)
+        pairs = check_updates(updates, StatusUpdate, "status_id")
+        return await fan_out([partial(self.update, pipeline_id, s, u) for s, u in pairs])
+
     async def delete(self, pipeline_id: int, status_id: int) -> None:
         """Delete a status; its leads move to the pipeline's first status."""
         await self._client.request("DELETE", status_path(pipeline_id, status_id))
+
+    async def delete_many(self, pipeline_id: int, status_ids: Iterable[int]) -> None:
+        """DELETE several statuses of one pipeline concurrently; :class:`BatchError` on
+        any failure."""
+        statuses_path(pipeline_id)
+        ids = [check_id(s, f"status_ids[{i}]") for i, s in enumerate(status_ids)]
+        await fan_out([partial(self.delete, pipeline_id, s) for s in ids])

@@ -37,7 +37,7 @@ def account_url(
     if (base_url is None) == (subdomain is None):
         raise InvalidInputError("give either base_url or subdomain", field="base_url")
     if subdomain is not None:
-        if not isinstance(subdomain, str) or not _SUBDOMAIN.match(subdomain):
+        if not isinstance(subdomain, str) or not _SUBDOMAIN.fullmatch(subdomain):
             raise InvalidInputError(
                 "must be lower-case letters, digits and hyphens", field="subdomain"
             )

@@ -62,6 +62,7 @@ class AiohttpTransport:
         if self._closed:
             raise RequestNotSentError("the transport is closed", **where)
         session = self._get_session()
+        unreadable = ""
         try:
             async with session.request(
                 request.method,
@@ -80,9 +81,14 @@ class AiohttpTransport:
             raise RequestNotSentError("timed out while connecting", **where) from e
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as e:
             raise RequestTimeoutError("timed out waiting for the response", **where) from e
+        except aiohttp.ClientResponseError as e:
+            # A response that could not be read. Its request_info holds the request headers,
+            # Authorization included, so it must not travel on as __cause__ or __context__.
+            unreadable = f"{type(e).__name__}: {e.message}"
         except aiohttp.ClientError as e:
             # Disconnects, resets and broken payloads after the request went out.
             raise ResponseLostError(f"connection lost: {type(e).__name__}", **where) from e
+        raise ResponseLostError(f"unreadable response: {unreadable}", **where)
 
     async def aclose(self) -> None:
         self._closed = True

@@ -1,0 +1,115 @@
+"""The circuit breaker: once an account is blocked, send it nothing more.
+
+amoCRM blocks an account (or IP) that keeps exceeding its rate limits; from then on every
+request gets 403, usually as an HTML page, until support lifts the block. Each further
+request only prolongs the trouble, so the first sign of a block opens the circuit for that
+account: every pending and new call fails at once with :class:`AccountBlockedError` and
+nothing is sent until :meth:`CircuitBreaker.reset` or ``cooldown`` seconds pass.
+
+Signs of a block: a 403 with an HTML body, or any 403 within ``suspicion_window`` seconds
+of a 429 for the same account (a plain JSON 403 alone is just a missing permission).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+from attrs import define
+
+from .clock import SYSTEM_CLOCK, Clock
+from .errors import AccountBlockedError, ApiError
+from .transport.base import Request
+
+DEFAULT_COOLDOWN = 900.0
+
+
+@define
+class _Open:
+    since: float
+    until: float | None
+    cause: ApiError
+
+
+class CircuitBreaker:
+    """Per-account open/closed state, shared by every client that talks to an account."""
+
+    def __init__(
+        self,
+        *,
+        cooldown: float | None = DEFAULT_COOLDOWN,
+        suspicion_window: float = 60.0,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.cooldown = cooldown
+        self.suspicion_window = suspicion_window
+        self._clock = clock
+        self._open: dict[str, _Open] = {}
+        self._last_429: dict[str, float] = {}
+
+    def is_open(self, account: str) -> bool:
+        state = self._open.get(account)
+        if state is None:
+            return False
+        if state.until is not None and self._clock.now() >= state.until:
+            del self._open[account]  # cooled down: let the next request probe
+            return False
+        return True
+
+    def check(self, account: str, request: Request) -> None:
+        """Raise :class:`AccountBlockedError` (nothing sent) if the circuit is open."""
+        if self.is_open(account):
+            raise self.refusal(account, request)
+
+    def refusal(self, account: str, request: Request) -> AccountBlockedError:
+        state = self._open[account]
+        return AccountBlockedError(
+            status=state.cause.status,
+            method=request.method,
+            path=request.url.path,
+            title="Account blocked",
+            detail=(
+                f"{account} answered {state.cause.status} {state.cause.title!r} to "
+                f"{state.cause.method} {state.cause.path}; the circuit is open and this "
+                "request was not sent"
+            ),
+        )
+
+    def record_429(self, account: str) -> None:
+        self._last_429[account] = self._clock.now()
+
+    def is_block(self, account: str, error: ApiError) -> bool:
+        if error.status != 403:
+            return False
+        if isinstance(error, AccountBlockedError):
+            return True
+        last = self._last_429.get(account)
+        return last is not None and self._clock.now() - last <= self.suspicion_window
+
+    def open(self, account: str, cause: ApiError) -> None:
+        now = self._clock.now()
+        until = None if self.cooldown is None else now + self.cooldown
+        self._open[account] = _Open(since=now, until=until, cause=cause)
+
+    def reset(self, account: str | None = None) -> None:
+        """Close the circuit (for one account, or all) once the block is lifted."""
+        if account is None:
+            self._open.clear()
+            self._last_429.clear()
+        else:
+            self._open.pop(account, None)
+            self._last_429.pop(account, None)
+
+
+_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CircuitBreaker] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_breaker() -> CircuitBreaker:
+    """The breaker every client in this event loop uses unless given its own."""
+    loop = asyncio.get_running_loop()
+    breaker = _shared.get(loop)
+    if breaker is None:
+        breaker = _shared[loop] = CircuitBreaker()
+    return breaker

@@ -1,0 +1,211 @@
+"""The aiohttp application: the ten pipeline and status endpoints behind the gateway."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from .gateway import RUNTIME, Reply, Runtime, gateway
+from .render import (
+    PIPELINES_PATH,
+    hal,
+    pipeline_json,
+    pipelines_collection,
+    problem,
+    status_json,
+    statuses_collection,
+)
+from .rules import MAX_BATCH
+from .state import Pipeline, StateError, Status
+from .validation import (
+    validate_new_pipelines,
+    validate_new_statuses,
+    validate_pipeline_patch,
+    validate_status_patch,
+)
+
+# --- request helpers --------------------------------------------------------------------------
+
+
+def _base(request: web.Request) -> str:
+    return str(request.url.origin())
+
+
+def _id(raw: str) -> int | None:
+    return int(raw) if raw.isascii() and raw.isdigit() else None
+
+
+def _pipeline(request: web.Request) -> Pipeline:
+    rt = request.app[RUNTIME]
+    pid = _id(request.match_info["pipeline_id"])
+    pipeline = rt.state.pipelines.get(pid) if pid is not None else None
+    if pipeline is None:
+        raise Reply(problem(404, "Pipeline not found"))
+    return pipeline
+
+
+def _status(request: web.Request) -> tuple[Pipeline, Status]:
+    pipeline = _pipeline(request)
+    sid = _id(request.match_info["status_id"])
+    status = pipeline.statuses.get(sid) if sid is not None else None
+    if status is None:
+        raise Reply(problem(404, "Status not found"))
+    return pipeline, status
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def _body(request: web.Request, *, array: bool) -> Any:
+    """The JSON body: a non-empty array (batch POST) or a non-empty object (PATCH)."""
+    raw = await request.read()
+    if not raw.strip():
+        raise Reply(problem(400, "Request data can not be empty"))
+    if request.content_type != "application/json":
+        raise Reply(problem(400, "Content-Type must be application/json"))
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError):
+        raise Reply(problem(400, "Request body is not valid JSON")) from None
+    if data is None or data == [] or data == {}:
+        raise Reply(problem(400, "Request data can not be empty"))
+    if array and not isinstance(data, list):
+        raise Reply(problem(400, "Request data must be an array of objects"))
+    if not array and not isinstance(data, dict):
+        raise Reply(problem(400, "Request data must be an object"))
+    if array and len(data) > MAX_BATCH:
+        raise Reply(problem(422, f"Limit {MAX_BATCH} per page"))
+    return data
+
+
+def _with(request: web.Request) -> set[str]:
+    return {part.strip() for part in request.query.get("with", "").split(",") if part.strip()}
+
+
+# --- pipelines --------------------------------------------------------------------------------
+
+
+async def list_pipelines(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    base, account = _base(request), rt.state.account_id
+    items = [pipeline_json(p, base, account) for p in rt.state.ordered_pipelines()]
+    return hal(pipelines_collection(items, base))
+
+
+async def get_pipeline(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    return hal(pipeline_json(_pipeline(request), _base(request), rt.state.account_id))
+
+
+async def create_pipelines(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    plans = validate_new_pipelines(await _body(request, array=True))
+    created = rt.state.create_pipelines(plans)
+    base, account = _base(request), rt.state.account_id
+    items = [
+        pipeline_json(p, base, account, request_id=plan.request_id)
+        for p, plan in zip(created, plans, strict=True)
+    ]
+    return hal(pipelines_collection(items, base))
+
+
+async def patch_pipeline(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    pipeline = _pipeline(request)
+    patch = validate_pipeline_patch(await _body(request, array=False))
+    rt.state.patch_pipeline(pipeline, patch)
+    return hal(
+        pipeline_json(pipeline, _base(request), rt.state.account_id, request_id=patch.request_id)
+    )
+
+
+async def delete_pipeline(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    rt.state.delete_pipeline(_pipeline(request))
+    return web.Response(status=204)
+
+
+# --- statuses ---------------------------------------------------------------------------------
+
+
+async def list_statuses(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    pipeline = _pipeline(request)
+    with_desc = "descriptions" in _with(request)
+    base, account = _base(request), rt.state.account_id
+    items = [
+        status_json(s, base, account, descriptions=with_desc) for s in pipeline.ordered_statuses()
+    ]
+    return hal(statuses_collection(items))
+
+
+async def get_status(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    _, status = _status(request)
+    with_desc = "descriptions" in _with(request)
+    return hal(status_json(status, _base(request), rt.state.account_id, descriptions=with_desc))
+
+
+async def create_statuses(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    pipeline = _pipeline(request)
+    plans = validate_new_statuses(await _body(request, array=True))
+    created = rt.state.create_statuses(pipeline, plans)
+    base, account = _base(request), rt.state.account_id
+    items = [
+        status_json(s, base, account, request_id=plan.request_id, descriptions=True)
+        for s, plan in zip(created, plans, strict=True)
+    ]
+    return hal(statuses_collection(items))
+
+
+async def patch_status(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    _, status = _status(request)
+    if status.is_system:
+        raise StateError(400, "Status is not editable")
+    existing = {d.id: d.level for d in status.descriptions.values()}
+    patch = validate_status_patch(await _body(request, array=False), existing)
+    rt.state.patch_status(status, patch)
+    return hal(
+        status_json(
+            status,
+            _base(request),
+            rt.state.account_id,
+            request_id=patch.request_id,
+            descriptions=True,
+        )
+    )
+
+
+async def delete_status(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    _, status = _status(request)
+    rt.state.delete_status(status)
+    return web.Response(status=204)
+
+
+# --- assembly ---------------------------------------------------------------------------------
+
+
+def build_app(runtime: Runtime) -> web.Application:
+    """The aiohttp application over ``runtime`` (usable with aiohttp's test client too)."""
+    app = web.Application(middlewares=[gateway], client_max_size=runtime.config.client_max_size)
+    app[RUNTIME] = runtime
+    one = f"{PIPELINES_PATH}/{{pipeline_id}}"
+    statuses = f"{one}/statuses"
+    status = f"{statuses}/{{status_id}}"
+    app.router.add_get(PIPELINES_PATH, list_pipelines, allow_head=False)
+    app.router.add_post(PIPELINES_PATH, create_pipelines)
+    app.router.add_get(one, get_pipeline, allow_head=False)
+    app.router.add_patch(one, patch_pipeline)
+    app.router.add_delete(one, delete_pipeline)
+    app.router.add_get(statuses, list_statuses, allow_head=False)
+    app.router.add_post(statuses, create_statuses)
+    app.router.add_get(status, get_status, allow_head=False)
+    app.router.add_patch(status, patch_status)
+    app.router.add_delete(status, delete_status)
+    return app

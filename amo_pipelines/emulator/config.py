@@ -1,0 +1,109 @@
+"""The emulator's settings."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from attrs import field, frozen
+
+from .faults import RANDOM_FAULT_KINDS, FaultKind
+
+Clock = Callable[[], float]
+
+
+def _positive_or_none(_inst: object, attribute: Any, value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"{attribute.name} must be positive or None, got {value!r}")
+
+
+def _positive(_inst: object, attribute: Any, value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be positive, got {value!r}")
+
+
+def _non_negative_or_none(_inst: object, attribute: Any, value: int | None) -> None:
+    if value is not None and value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0 or None, got {value!r}")
+
+
+def _convert_rates(value: Mapping[str | FaultKind, float]) -> Mapping[FaultKind, float]:
+    rates: dict[FaultKind, float] = {}
+    for key, prob in value.items():
+        kind = FaultKind.parse(key)
+        if kind not in RANDOM_FAULT_KINDS:
+            raise ValueError(f"fault kind {kind.value!r} can not be drawn at random")
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"fault rate for {kind.value!r} must be within [0, 1], got {prob!r}")
+        rates[kind] = float(prob)
+    if sum(rates.values()) > 1.0 + 1e-9:
+        raise ValueError("fault rates add up to more than 1")
+    return MappingProxyType(rates)
+
+
+def _convert_latency(value: float | tuple[float, float] | None) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        low = high = float(value)
+    else:
+        low, high = (float(v) for v in value)
+    if low < 0 or high < low:
+        raise ValueError(f"latency must be 0 <= low <= high, got {value!r}")
+    return (low, high)
+
+
+@frozen(kw_only=True)
+class EmulatorConfig:
+    """How an :class:`~amo_pipelines.emulator.Emulator` behaves.
+
+    Every field has a default, so ``EmulatorConfig()`` is a seeded account on an ephemeral
+    loopback port with amoCRM's documented rate limits (7 rps per token, 50 per account).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    """0 picks a free port; read the actual one from ``Emulator.url``."""
+    account_id: int = 12345678
+    subdomain: str = "example"
+    """The account's subdomain. Informational only: links use the request's own origin."""
+
+    token_rps: int | None = field(default=7, validator=_positive_or_none)
+    """Requests per ``window`` allowed per bearer token; None turns the limit off."""
+    account_rps: int | None = field(default=50, validator=_positive_or_none)
+    """Requests per ``window`` allowed for the whole account; None turns the limit off."""
+    window: float = field(default=1.0, validator=_positive)
+    block_after: int | None = field(default=10, validator=_non_negative_or_none)
+    """More than this many 429s within ``block_window`` block the account; None never blocks."""
+    block_window: float = field(default=60.0, validator=_positive)
+    html_429: bool = False
+    """Answer 429 with an HTML page instead of application/problem+json."""
+
+    seed: int | None = 0
+    """Seeds fault draws, latency draws, trace ids and generated tokens; None = unpredictable."""
+    fault_rates: Mapping[FaultKind, float] = field(
+        factory=lambda: MappingProxyType({}), converter=_convert_rates
+    )
+    """Probability per request of each fault kind ("500", "502", "503", "504", "reset",
+    "commit-then-drop"); at most one fault is drawn per request."""
+    latency: tuple[float, float] | None = field(default=None, converter=_convert_latency)
+    """Extra delay added to every request before processing: uniform in ``(low, high)``
+    seconds; a single number means a fixed delay."""
+
+    clock: Clock = time.monotonic
+    """Monotonic time for rate limits, token expiry and the request log."""
+    wall_clock: Clock = time.time
+    """Unix time for description timestamps ("YYYY-MM-DD HH:MM:SS", UTC)."""
+
+    seed_account: bool = True
+    """True: the main pipeline of the spec examples ("Воронка", two regular statuses with
+    descriptions). False: a main pipeline "Воронка" with only its three system statuses."""
+    admin_token: str | None = None
+    """The administrator's bearer token; None generates one (from ``seed`` when set)."""
+    user_token: str | None = None
+    """The non-admin user's bearer token; None generates one."""
+
+    client_max_size: int = 16 * 1024 * 1024
+    shutdown_timeout: float = 2.0

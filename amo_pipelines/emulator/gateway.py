@@ -1,0 +1,199 @@
+"""The request gateway: every request is logged, then checked against the block, the rate
+limits, authentication and the fault script before it reaches an endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from attrs import define
+
+from .config import EmulatorConfig
+from .faults import (
+    Fault,
+    FaultInjector,
+    FaultKind,
+    blocked_page,
+    drop_connection,
+    proxy_error_page,
+    too_many_requests_page,
+)
+from .limits import RateLimiter, round_up_ms
+from .plans import ValidationFailed
+from .records import RequestLogEntry, Stats
+from .render import html, problem, validation_problem
+from .state import AccountState, StateError
+
+logger = logging.getLogger("amo_pipelines.emulator")
+
+WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@define
+class Runtime:
+    """Everything the handlers share."""
+
+    config: EmulatorConfig
+    state: AccountState
+    stats: Stats
+    log: list[RequestLogEntry]
+    limiter: RateLimiter
+    faults: FaultInjector
+    latency_rng: random.Random
+    trace_rng: random.Random
+
+    def trace_id(self) -> str:
+        return f"{self.trace_rng.getrandbits(64):016x}"
+
+
+RUNTIME = web.AppKey("amo_emulator_runtime", Runtime)
+
+
+class Reply(Exception):
+    """Short-circuits a handler with a ready response."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+# --- the gateway ------------------------------------------------------------------------------
+
+
+def _bearer(request: web.BaseRequest) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+def _outcome(status: int) -> str:
+    return "ok" if 200 <= status < 300 else str(status)
+
+
+def _finish(
+    rt: Runtime, entry: RequestLogEntry, response: web.Response, outcome: str | None = None
+) -> web.Response:
+    entry.status = response.status
+    entry.outcome = outcome or _outcome(response.status)
+    rt.stats.count_response(response.status)
+    return response
+
+
+def _too_many(rt: Runtime, retry_after: float) -> web.Response:
+    if rt.config.html_429:
+        return html(429, too_many_requests_page())
+    return problem(
+        429,
+        "Too many requests, slow down",
+        retry_after=round_up_ms(retry_after),
+    )
+
+
+def _fault_response(rt: Runtime, fault: Fault) -> web.Response:
+    code = fault.kind.status_code
+    assert code is not None
+    if code == 429:
+        return _too_many(rt, fault.retry_after)
+    if code == 500:
+        return problem(500, "Internal server error", trace_id=rt.trace_id())
+    return html(code, proxy_error_page(code))
+
+
+@web.middleware
+async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Log, then: blocked? rate limits, auth, admin check, faults, latency, the handler."""
+    rt = request.app[RUNTIME]
+    now = rt.config.clock()
+    token = _bearer(request)
+    entry = RequestLogEntry(
+        method=request.method,
+        path=request.path,
+        query=request.query_string,
+        token=token,
+        arrived_at=now,
+    )
+    rt.log.append(entry)
+    rt.stats.requests += 1
+    try:
+        entry.body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _finish(rt, entry, problem(413, "Request body is too large"))
+
+    if rt.limiter.blocked:
+        rt.stats.blocked_requests += 1
+        return _finish(rt, entry, html(403, blocked_page(rt.config.subdomain)), "blocked")
+    retry_after = rt.limiter.check(token or "", now)
+    if retry_after is not None:
+        rt.stats.rate_limited += 1
+        if rt.limiter.record_rejection(now):
+            rt.stats.blocks += 1
+            rt.stats.blocked = True
+        return _finish(rt, entry, _too_many(rt, retry_after))
+
+    if token is None:
+        return _finish(rt, entry, problem(401, "Authorization header with a bearer token required"))
+    info = rt.state.token_info(token, now)
+    if info is None:
+        detail = "Token has expired" if token in rt.state.tokens else "Token is invalid"
+        return _finish(rt, entry, problem(401, detail))
+    if request.method in WRITE_METHODS and not info.admin:
+        return _finish(rt, entry, problem(403, "Account administrator rights required"))
+
+    fault = rt.faults.pick(request.method, request.path)
+    delay = fault.delay if fault is not None and fault.kind is FaultKind.LATENCY else 0.0
+    if rt.config.latency is not None:
+        delay += rt.latency_rng.uniform(*rt.config.latency)
+    if fault is not None:
+        rt.stats.count_fault(fault.kind.value)
+    if delay > 0:
+        entry.latency = delay
+        await asyncio.sleep(delay)
+
+    if fault is not None and fault.kind is FaultKind.RESET:
+        entry.outcome = fault.outcome
+        drop_connection(request, reset=True)
+        return web.Response(status=204)  # never sent: the connection is gone
+    if fault is not None and fault.kind.status_code is not None and not fault.commit:
+        return _finish(rt, entry, _fault_response(rt, fault), fault.outcome)
+
+    response = await _call(rt, request, handler)
+
+    if fault is not None and fault.kind is FaultKind.COMMIT_THEN_DROP:
+        entry.outcome = fault.outcome
+        entry.processed_status = response.status
+        drop_connection(request, reset=False)
+        return response  # never sent
+    if fault is not None and fault.kind.status_code is not None:
+        entry.processed_status = response.status
+        return _finish(rt, entry, _fault_response(rt, fault), fault.outcome)
+    return _finish(rt, entry, response)
+
+
+async def _call(rt: Runtime, request: web.Request, handler: Handler) -> web.Response:
+    try:
+        response = await handler(request)
+    except Reply as reply:
+        return reply.response
+    except ValidationFailed as exc:
+        return validation_problem(exc.items)
+    except StateError as exc:
+        return problem(exc.status, exc.detail)
+    except web.HTTPMethodNotAllowed:
+        return problem(405, "Method not allowed")
+    except web.HTTPNotFound:
+        return problem(404, "Not found")
+    except web.HTTPException as exc:  # pragma: no cover - no handler raises others
+        return problem(exc.status, exc.reason)
+    except Exception:
+        logger.exception("emulator handler failed")
+        rt.stats.internal_errors += 1
+        return problem(500, "Internal emulator error", trace_id=rt.trace_id())
+    assert isinstance(response, web.Response)
+    return response

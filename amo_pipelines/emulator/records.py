@@ -1,0 +1,70 @@
+"""What the emulator saw: per-request log entries and counters."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from attrs import define, field
+
+
+@define
+class RequestLogEntry:
+    """One request as the emulator received and answered it.
+
+    The entry is appended when the request arrives and completed when it is answered, so a
+    request whose connection was dropped is still there (``status`` None).
+    """
+
+    method: str
+    path: str
+    query: str
+    """The raw query string, without the ``?``."""
+    token: str | None = field(repr=False)
+    """The bearer token presented, if any."""
+    arrived_at: float
+    """On the emulator's monotonic clock (``EmulatorConfig.clock``)."""
+    body: bytes = field(default=b"", repr=False)
+    status: int | None = None
+    """The status sent; None while pending or when the connection was dropped."""
+    outcome: str = "pending"
+    """"ok" (2xx), the error status as a string ("400", "401", "429", ...), "blocked" (403 of a
+    blocked account) or "fault:<kind>" ("fault:500", "fault:reset", "fault:commit-then-drop")."""
+    latency: float = 0.0
+    """Seconds of injected latency before processing."""
+    processed_status: int | None = None
+    """For faults that process the request (commit-then-drop, status faults with ``commit``):
+    the status the real response would have had."""
+
+    @property
+    def json(self) -> Any:
+        """The request body parsed as JSON (None when empty)."""
+        return json.loads(self.body) if self.body.strip() else None
+
+
+@define
+class Stats:
+    """Counters since the emulator started (``Emulator.reset_limits`` does not clear them)."""
+
+    requests: int = 0
+    """Every request received, including rate-limited, blocked and faulted ones."""
+    responses: dict[int, int] = field(factory=dict)
+    """Responses sent, by status."""
+    rate_limited: int = 0
+    """429s sent by the rate limiter (scripted 429 faults are counted under ``faults``)."""
+    blocks: int = 0
+    """How many times the account got blocked."""
+    blocked: bool = False
+    """Whether the account is blocked right now."""
+    blocked_requests: int = 0
+    """403s sent because the account was blocked."""
+    faults: dict[str, int] = field(factory=dict)
+    """Faults injected, by kind ("500", "reset", "commit-then-drop", "latency", ...)."""
+    internal_errors: int = 0
+    """Emulator bugs turned into 500s (should stay 0)."""
+
+    def count_response(self, status: int) -> None:
+        self.responses[status] = self.responses.get(status, 0) + 1
+
+    def count_fault(self, kind: str) -> None:
+        self.faults[kind] = self.faults.get(kind, 0) + 1

@@ -1,0 +1,55 @@
+"""Shared fixtures: the spec's JSON examples and clients that send each request once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import spec_examples
+
+from amo_pipelines import AmoClient
+from amo_pipelines.retry import NO_RETRY
+from amo_pipelines.testing import MockTransport
+
+# Distinctive, so that a scan of messages and reprs for it cannot match by accident.
+TOKEN = "tok-SECRET-5f3a9c1e-do-not-print"
+
+
+@pytest.fixture(scope="session")
+def examples() -> tuple[spec_examples.Example, ...]:
+    """Every JSON example of the three API pages."""
+    return spec_examples.all_examples()
+
+
+@pytest.fixture
+def token() -> str:
+    return TOKEN
+
+
+@pytest.fixture
+def make_client() -> Callable[..., AmoClient]:
+    """``AmoClient(**kwargs)`` with the test token, sending every request exactly once.
+
+    These tests are about one request and what its answer becomes; retries are not.
+    """
+
+    def make(**kwargs: Any) -> AmoClient:
+        kwargs.setdefault("access_token", TOKEN)
+        kwargs.setdefault("retry", NO_RETRY)
+        return AmoClient(**kwargs)
+
+    return make
+
+
+@pytest.fixture
+def transport() -> MockTransport:
+    return MockTransport()
+
+
+@pytest.fixture
+async def amo(
+    transport: MockTransport, make_client: Callable[..., AmoClient]
+) -> AsyncIterator[AmoClient]:
+    async with make_client(subdomain="example", transport=transport) as client:
+        yield client
