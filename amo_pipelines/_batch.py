@@ -65,13 +65,16 @@ def in_request_order(
     by_id = {r.request_id: r for r in results if r.request_id is not None}
     if len(by_id) == len(results) == len(request_ids) and all(rid in by_id for rid in request_ids):
         return [by_id[rid] for rid in request_ids]
-    if len(results) == len(request_ids):
-        return list(results)  # no usable echo: the API answers in request order
+    if not by_id and len(results) == len(request_ids):
+        return list(results)  # no echo at all: the API answers in request order
     raise UnexpectedResponseError(
         status=200,
         method=method,
         path=path,
-        detail=f"sent {len(request_ids)} items, the response holds {len(results)}",
+        detail=(
+            f"sent {len(request_ids)} items; the response holds {len(results)} whose "
+            f"request_id echoes do not match the request"
+        ),
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from .errors import InvalidInputError
 from .transport.base import Request, Response
 
 
@@ -27,6 +28,16 @@ class AuthProvider(Protocol):
         ...
 
 
+def check_token(token: object, where: str) -> str:
+    """A token goes into a header: it must be a non-empty string with no control characters
+    (a CR/LF would let it smuggle headers in). The message never shows the value."""
+    if not isinstance(token, str) or not token.strip():
+        raise InvalidInputError("must be a non-empty string", field=where)
+    if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in token):
+        raise InvalidInputError("must not contain spaces or control characters", field=where)
+    return token
+
+
 def fingerprint(secret: str) -> str:
     import hashlib
 
@@ -37,10 +48,7 @@ class LongLivedToken:
     """A fixed access token: a private integration's long-lived token, or any bearer token."""
 
     def __init__(self, token: str) -> None:
-        if not isinstance(token, str) or not token.strip():
-            from .errors import InvalidInputError
-
-            raise InvalidInputError("must be a non-empty string", field="access_token")
+        check_token(token, "access_token")
         self._token = token
         self._fingerprint = fingerprint(token)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -15,7 +15,13 @@ from .auth import AuthProvider, LongLivedToken
 from .circuit import CircuitBreaker
 from .clock import SYSTEM_CLOCK, Clock
 from .constants import MAX_ITEMS_PER_REQUEST, RECOMMENDED_BATCH_SIZE
-from .errors import InvalidInputError, UnexpectedResponseError, error_from_response
+from .converter import converter
+from .errors import (
+    ClientClosedError,
+    InvalidInputError,
+    UnexpectedResponseError,
+    error_from_response,
+)
 from .pipelines import PipelinesAPI
 from .policies import AuthPolicy, LoggingPolicy, Policy, chain
 from .ratelimit import RateLimiter
@@ -27,6 +33,7 @@ from .transport.base import Request, Response, Transport
 from .urls import account_url
 
 USER_AGENT = "amo_pipelines/0.1"
+T = TypeVar("T")
 
 
 class AmoClient:
@@ -174,7 +181,7 @@ class AmoClient:
         """Send one request through the pipeline; return a 2xx response or raise
         the :class:`ApiError` subclass for the status."""
         if self._closed:
-            raise RuntimeError("this AmoClient is closed")
+            raise ClientClosedError("this AmoClient is closed")
         headers = {"accept": "application/hal+json, application/problem+json, application/json"}
         headers["user-agent"] = USER_AGENT
         body = None
@@ -190,29 +197,45 @@ class AmoClient:
             return response
         raise error_from_response(request, response)
 
-    async def request_json(
+    async def fetch(
         self,
         method: str,
         path: str,
+        model: type[T],
         *,
         query: Mapping[str, str] | None = None,
         json: Any = None,
-    ) -> Any:
-        """:meth:`request`, then parse the body; ``None`` for a 204 or an empty body.
+        allow_empty: bool = False,
+    ) -> T | None:
+        """:meth:`request`, then parse the body into ``model``.
 
-        A success that is not JSON (say, a proxy's HTML page) is an error, not data.
+        An empty answer (204 or no body) is ``None`` where ``allow_empty``. Anything else
+        that is not ``model`` in JSON (a proxy's HTML page, a body of the wrong shape) is
+        :class:`UnexpectedResponseError`, never a stray parsing exception.
         """
         response = await self.request(method, path, query=query, json=json)
+        where = {"status": response.status, "method": method, "path": path}
         if response.status == 204 or not response.body:
-            return None
+            if allow_empty:
+                return None
+            raise UnexpectedResponseError(detail="expected a JSON body, got none", **where)
         try:
-            return _json.loads(response.body)
+            data = _json.loads(response.body)
         except (ValueError, UnicodeDecodeError) as e:
             raise UnexpectedResponseError(
-                status=response.status,
-                method=method,
-                path=path,
                 detail=f"expected JSON, got {response.content_type or 'no content type'}",
                 body=response.body,
                 content_type=response.content_type,
+                **where,
+            ) from e
+        try:
+            if not isinstance(data, dict):
+                raise TypeError(f"a JSON {type(data).__name__}, not an object")
+            return converter.structure(data, model)
+        except Exception as e:
+            raise UnexpectedResponseError(
+                detail=f"the body is not a {model.__name__}: {type(e).__name__}",
+                body=response.body,
+                content_type=response.content_type,
+                **where,
             ) from e

@@ -21,11 +21,12 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from http import HTTPStatus
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from attrs import frozen
 
-from .transport.base import Request, Response
+if TYPE_CHECKING:
+    from .transport.base import Request, Response
 
 
 class AmoError(Exception):
@@ -43,6 +44,10 @@ class InvalidInputError(AmoError, ValueError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         self.field = field
         super().__init__(f"{field}: {message}" if field else message)
+
+
+class ClientClosedError(AmoError, RuntimeError):
+    """The client (or its transport) was used after ``aclose()``; nothing was sent."""
 
 
 class TransportError(AmoError):

@@ -157,9 +157,10 @@ class PipelinesEmbedded:
 class PipelineCollection:
     """A collection response of pipelines (list and create)."""
 
+    embedded: PipelinesEmbedded
+    """Required: a collection without ``_embedded`` is not a collection."""
     total_items: int | None = None
     links: Links | None = None
-    embedded: PipelinesEmbedded = field(factory=PipelinesEmbedded)
 
 
 @frozen(kw_only=True)
@@ -171,6 +172,6 @@ class StatusesEmbedded:
 class StatusCollection:
     """A collection response of statuses (list and create)."""
 
+    embedded: StatusesEmbedded
     total_items: int | None = None
     links: Links | None = None
-    embedded: StatusesEmbedded = field(factory=StatusesEmbedded)

@@ -33,19 +33,17 @@ class PipelinesAPI:
 
     async def list(self) -> builtins.list[Pipeline]:
         """Every pipeline of the account with its statuses (the API does not paginate)."""
-        data = await self._client.request_json("GET", PIPELINES)
-        if data is None:
+        page = await self._client.fetch("GET", PIPELINES, PipelineCollection, allow_empty=True)
+        if page is None:
             return []
-        pipelines = converter.structure(data, PipelineCollection).embedded.pipelines
-        self._seen(pipelines)
-        return builtins.list(pipelines)
+        self._seen(page.embedded.pipelines)
+        return builtins.list(page.embedded.pipelines)
 
     async def get(self, pipeline_id: int) -> Pipeline:
         path = pipeline_path(pipeline_id)
-        data = await self._client.request_json("GET", path)
-        if data is None:
+        pipeline = await self._client.fetch("GET", path, Pipeline, allow_empty=True)
+        if pipeline is None:
             raise NotFoundError(status=204, method="GET", path=path, detail="Pipeline not found")
-        pipeline = converter.structure(data, Pipeline)
         self._seen([pipeline])
         return pipeline
 
@@ -80,8 +78,9 @@ class PipelinesAPI:
             {**converter.unstructure(item), "request_id": rid}
             for item, rid in zip(items, request_ids, strict=True)
         ]
-        data = await self._client.request_json("POST", PIPELINES, json=body)
-        created = converter.structure(data or {}, PipelineCollection).embedded.pipelines
+        page = await self._client.fetch("POST", PIPELINES, PipelineCollection, json=body)
+        assert page is not None
+        created = page.embedded.pipelines
         self._seen(created)
         return in_request_order(request_ids, created, method="POST", path=PIPELINES)
 
@@ -89,8 +88,10 @@ class PipelinesAPI:
         path = pipeline_path(pipeline_id)
         if not isinstance(update, PipelineUpdate):
             raise InvalidInputError("must be a PipelineUpdate", field="update")
-        data = await self._client.request_json("PATCH", path, json=converter.unstructure(update))
-        return converter.structure(data, Pipeline)
+        body = converter.unstructure(update)
+        pipeline = await self._client.fetch("PATCH", path, Pipeline, json=body)
+        assert pipeline is not None
+        return pipeline
 
     async def update_many(
         self, updates: Mapping[int, PipelineUpdate] | Iterable[tuple[int, PipelineUpdate]]

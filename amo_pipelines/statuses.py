@@ -38,22 +38,23 @@ class StatusesAPI:
     ) -> builtins.list[Status]:
         path = statuses_path(pipeline_id)
         query = WITH_DESCRIPTIONS if with_descriptions else None
-        data = await self._client.request_json("GET", path, query=query)
-        if data is None:
+        page = await self._client.fetch(
+            "GET", path, StatusCollection, query=query, allow_empty=True
+        )
+        if page is None:
             return []
-        statuses = converter.structure(data, StatusCollection).embedded.statuses
-        self._client.watermarks.see_statuses(statuses)
-        return builtins.list(statuses)
+        self._client.watermarks.see_statuses(page.embedded.statuses)
+        return builtins.list(page.embedded.statuses)
 
     async def get(
         self, pipeline_id: int, status_id: int, *, with_descriptions: bool = False
     ) -> Status:
         path = status_path(pipeline_id, status_id)
         query = WITH_DESCRIPTIONS if with_descriptions else None
-        data = await self._client.request_json("GET", path, query=query)
-        if data is None:
+        status = await self._client.fetch("GET", path, Status, query=query, allow_empty=True)
+        if status is None:
             raise NotFoundError(status=204, method="GET", path=path, detail="Status not found")
-        return converter.structure(data, Status)
+        return status
 
     async def create(
         self,
@@ -77,8 +78,9 @@ class StatusesAPI:
                 {**converter.unstructure(item), "request_id": rid}
                 for item, rid in zip(chunk, request_ids, strict=True)
             ]
-            data = await self._client.request_json("POST", path, json=body)
-            created = converter.structure(data or {}, StatusCollection).embedded.statuses
+            page = await self._client.fetch("POST", path, StatusCollection, json=body)
+            assert page is not None
+            created = page.embedded.statuses
             self._client.watermarks.see_statuses(created)
             return in_request_order(request_ids, created, method="POST", path=path)
 
@@ -99,8 +101,10 @@ class StatusesAPI:
         path = status_path(pipeline_id, status_id)
         if not isinstance(update, StatusUpdate):
             raise InvalidInputError("must be a StatusUpdate", field="update")
-        data = await self._client.request_json("PATCH", path, json=converter.unstructure(update))
-        return converter.structure(data, Status)
+        body = converter.unstructure(update)
+        status = await self._client.fetch("PATCH", path, Status, json=body)
+        assert status is not None
+        return status
 
     async def update_many(
         self,

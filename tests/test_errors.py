@@ -370,7 +370,6 @@ async def test_200_html_to_a_write_is_unexpected(amo: AmoClient, transport: Mock
 WRONG_SHAPE = "a 2xx body of the wrong shape is not mapped to UnexpectedResponseError"
 
 
-@pytest.mark.xfail(strict=True, reason=f"bug: {WRONG_SHAPE} (pipelines.py list)")
 async def test_list_answered_with_a_json_array_is_unexpected(
     amo: AmoClient, transport: MockTransport
 ) -> None:
@@ -378,7 +377,6 @@ async def test_list_answered_with_a_json_array_is_unexpected(
     assert isinstance(error, UnexpectedResponseError)
 
 
-@pytest.mark.xfail(strict=True, reason=f"bug: {WRONG_SHAPE} (pipelines.py get)")
 async def test_get_answered_with_an_incomplete_pipeline_is_unexpected(
     amo: AmoClient, transport: MockTransport
 ) -> None:
@@ -387,7 +385,6 @@ async def test_get_answered_with_an_incomplete_pipeline_is_unexpected(
         await amo.pipelines.get(1)
 
 
-@pytest.mark.xfail(strict=True, reason=f"bug: {WRONG_SHAPE} (statuses.py update)")
 async def test_update_answered_with_an_empty_200_is_unexpected(
     amo: AmoClient, transport: MockTransport
 ) -> None:

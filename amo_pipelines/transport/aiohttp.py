@@ -40,6 +40,8 @@ class AiohttpTransport:
     ) -> None:
         if isinstance(timeout, (int, float)):
             timeout = aiohttp.ClientTimeout(total=float(timeout))
+        # A borrowed session keeps its own timeout unless one is given here.
+        self._request_timeout = timeout
         self._timeout = timeout or DEFAULT_TIMEOUT
         self._session = session
         self._owns_session = session is None
@@ -70,7 +72,7 @@ class AiohttpTransport:
                 headers=dict(request.headers),
                 data=request.body,
                 allow_redirects=False,
-                timeout=self._timeout,
+                **({"timeout": self._request_timeout} if self._request_timeout else {}),
             ) as response:
                 body = await response.read()
                 return Response(status=response.status, headers=dict(response.headers), body=body)
