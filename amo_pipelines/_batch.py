@@ -11,6 +11,11 @@ items are recognised among those created since the call began (ids above the cal
 watermark, not claimed by another chunk) by name, in input order. Only the items not found
 are sent again. A 504 also halves the rest, as the API's guidance says.
 
+Chunks go out concurrently, except where order matters (``ordered``): the API renumbers a
+pipeline's status ``sort`` against the statuses already there, so two chunks of statuses
+for one pipeline arriving in either order would interleave. Those are sent one after the
+other, in input order.
+
 Ids grow monotonically in amoCRM, so "created since the call began" is "id above the
 highest id the client had seen when the call began" (the watermark). Without one, the call
 reads the current list once before sending. Writes by another process into the same
@@ -96,6 +101,7 @@ class BatchCreate(Generic[I, T]):
         on_ambiguous: OnAmbiguous,
         max_rounds: int,
         pause: Callable[[int], Awaitable[None]],
+        ordered: bool = False,
     ) -> None:
         self._items: Sequence[I] = items
         self._send: Callable[[Sequence[I], Sequence[str]], Awaitable[list[T]]] = send
@@ -105,6 +111,7 @@ class BatchCreate(Generic[I, T]):
         self._on_ambiguous = on_ambiguous
         self._max_rounds = max_rounds
         self._pause = pause
+        self._ordered = ordered
         self._request_ids = assign_request_ids(items)
         self._results: list[T | None] = [None] * len(items)
         self._errors: dict[int, AmoError] = {}
@@ -117,10 +124,17 @@ class BatchCreate(Generic[I, T]):
         chunks = [
             positions[i : i + self._batch_size] for i in range(0, len(positions), self._batch_size)
         ]
-        await asyncio.gather(*(self._run_chunk(chunk) for chunk in chunks))
+        await self._run_all(chunks)
         if self._errors:
             raise BatchError(self._results, self._errors)
         return [r for r in self._results if r is not None]
+
+    async def _run_all(self, chunks: list[list[int]]) -> None:
+        if self._ordered:
+            for chunk in chunks:
+                await self._run_chunk(chunk)
+        else:
+            await asyncio.gather(*(self._run_chunk(chunk) for chunk in chunks))
 
     def _record(self, position: int, result: T) -> None:
         item = self._items[position]
@@ -153,9 +167,7 @@ class BatchCreate(Generic[I, T]):
                     await self._pause(rounds)
                 if isinstance(e, GatewayTimeoutError) and len(positions) > 1:
                     half = len(positions) // 2
-                    await asyncio.gather(
-                        self._run_chunk(positions[:half]), self._run_chunk(positions[half:])
-                    )
+                    await self._run_all([positions[:half], positions[half:]])
                     return
                 continue
             for position, result in zip(positions, created, strict=True):

@@ -94,6 +94,7 @@ class StatusesAPI:
             send=send,
             list_existing=list_existing,
             watermark=self._client.watermarks.status,
+            ordered=True,  # sort is relative to what exists: chunks must land in order
             **options,
         ).run()
 

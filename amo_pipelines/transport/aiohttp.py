@@ -57,6 +57,13 @@ class AiohttpTransport:
                 # No cookies: every request must stand on its bearer token alone.
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
+            # aiohttp silently resends an idempotent request once when a kept-alive
+            # connection drops. That hides a fact the retry policy needs: the first copy
+            # may have been processed (a DELETE resent this way answers 404 although it
+            # succeeded). The SDK's RetryPolicy decides retries, so switch it off where
+            # aiohttp has the (private) switch; a borrowed session is left as it is.
+            if hasattr(self._session, "_retry_connection"):
+                setattr(self._session, "_retry_connection", False)  # noqa: B010
         return self._session
 
     async def send(self, request: Request) -> Response:
