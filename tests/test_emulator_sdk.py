@@ -269,3 +269,54 @@ async def test_without_a_limiter_429s_are_paused_and_retried(emu: Emulator) -> N
     assert len(results) == 10
     assert limited.stats.rate_limited >= 3
     assert limited.stats.responses[200] == 10
+
+
+async def test_sort_is_renumbered_as_the_api_does(amo: AmoClient) -> None:
+    # The spec's example: requested 100 and 200 came back as 60 and 70 after 20..50.
+    await amo.statuses.create(MAIN, [NewStatus(name=n, sort=50) for n in ("C", "D")])
+    created = await amo.statuses.create(
+        MAIN, [NewStatus(name="E", sort=100), NewStatus(name="F", sort=200)]
+    )
+    assert [s.sort for s in created] == [60, 70]
+    pipeline = await amo.pipelines.get(MAIN)
+    assert [s.sort for s in pipeline.statuses] == [10, 20, 30, 40, 50, 60, 70, 10000, 11000]
+
+
+async def test_system_statuses_are_not_editable(amo: AmoClient) -> None:
+    pipeline = await amo.pipelines.get(MAIN)
+    for status in (pipeline.incoming, pipeline.won, pipeline.lost):
+        assert status is not None and not status.is_editable
+        with pytest.raises(BadRequestError):
+            await amo.statuses.update(MAIN, status.id, StatusUpdate(name="x"))
+        with pytest.raises(BadRequestError):
+            await amo.statuses.delete(MAIN, status.id)
+
+
+async def test_server_side_validation_errors_are_keyed_by_request_id(amo: AmoClient) -> None:
+    # A 300-character name passes the SDK (the API documents no length) but not the server.
+    batch = [NewStatus(name="ok", sort=1), NewStatus(name="x" * 300, sort=2, request_id="long")]
+    with pytest.raises(BatchError) as info:
+        await amo.statuses.create(MAIN, batch)
+    error = info.value.errors[1]
+    assert isinstance(error, BadRequestError)
+    [issue] = error.validation_errors
+    assert (issue.request_id, issue.path) == ("long", "name")
+    assert info.value.unknown == []  # all-or-nothing: neither was written
+    assert not any(s.name == "ok" for s in await amo.statuses.list(MAIN))
+
+
+async def test_the_account_holds_at_most_50_pipelines(amo: AmoClient, emu: Emulator) -> None:
+    await amo.pipelines.create([NewPipeline(name=f"P{i}", sort=i) for i in range(49)])
+    with pytest.raises(BatchError) as info:
+        await amo.pipelines.create([NewPipeline(name="one too many", sort=99)])
+    assert isinstance(info.value.errors[0], UnprocessableEntityError)
+    assert len(emu.state.pipelines) == 50
+
+
+async def test_hal_links_point_at_the_emulator(amo: AmoClient, emu: Emulator) -> None:
+    pipeline = await amo.pipelines.get(MAIN)
+    assert pipeline.links is not None and pipeline.links.self_ is not None
+    assert pipeline.links.self_.href == f"{emu.url}/api/v4/leads/pipelines/{MAIN}"
+    status = pipeline.statuses[0]
+    assert status.links is not None and status.links.self_ is not None
+    assert status.links.self_.href.endswith(f"/statuses/{status.id}")
