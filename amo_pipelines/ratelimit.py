@@ -12,21 +12,24 @@ Usage::
 
 How it works, and why:
 
-* **Sliding-window log, exact over any window.** For every key we keep the start times of
-  the grants made in the last ``period + margin`` seconds; a grant is made only if fewer
-  than ``count`` are in that window. So no window of length ``period`` ever holds
-  ``count + 1`` starts, while the full burst is used: 7 requests go at t=0 and the 8th at
-  t=1.0 + margin. Fixed spacing (one request every 1/7 s) would waste the burst;
-  a leaky or token bucket lets more than ``count`` into one window (see below).
-* **Margin.** ``margin`` (default 0.02 s) is added to every period because the server
-  counts *arrival* times and we can only count *grant* times: what separates them is
-  scheduling, connection reuse and network jitter, which differ from request to request.
-  Two grants exactly ``period`` apart can arrive less than ``period`` apart; the margin
-  absorbs that spread. It costs about ``margin / period`` of the throughput (2% by default,
-  inside the SDK's 3% efficiency budget; runs against the emulator with up to 30 ms of
-  random latency stayed free of 429s at 0.01). Set it higher if requests often open new
-  TLS connections (a handshake adds its time to some requests of a burst and not to
-  others); if a 429 slips through anyway, the account pauses and slows down by itself.
+* **Sliding-window log, exact over any window, as the server counts it.** The server
+  counts a request when it *arrives*, and all we know is that it arrives somewhere
+  between our grant and its answer. So every grant holds a place in its windows from the
+  moment it is granted until its answer comes back, and for one ``period`` after that
+  (``WindowStore.complete``); a new grant is made only while fewer than ``count`` places
+  are held. Whatever the network or the server's queue does to a request's arrival time,
+  no ``period``-long window at the server can then see ``count + 1`` arrivals: for the
+  last one granted of any such group, every other was granted earlier and, arriving less
+  than a period before it, was still holding its place. The full burst is used: 7 requests
+  go at t=0 and the 8th a period after the first answer (t = 1.0 plus that request's
+  round trip). Fixed spacing (one request every 1/7 s) would waste the burst; a leaky or
+  token bucket lets more than ``count`` into one window (see below). An earlier version
+  counted from the grant plus a fixed margin; the migration benchmark caught it: a 97-item
+  POST spent 170 ms between grant and arrival, and two 429s followed.
+* **Margin.** ``margin`` (default 0) is extra time added to every period, for servers
+  whose clock for the window runs differently; with answers closing the window it is
+  not needed for network jitter. A request that fails without an answer closes its
+  window when the failure is seen.
 * **Both limits in one atomic step.** A request needs a place in its integration window
   *and* in its account window; the :class:`WindowStore` checks both and records the
   grant in both, or neither, in one call. That keeps the check exact when the store is
@@ -85,12 +88,11 @@ limiter from its event loop's thread only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import bisect
 import itertools
 import logging
 import math
 import weakref
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -136,7 +138,7 @@ class Limit:
 
 DEFAULT_INTEGRATION_LIMIT = Limit(7, 1.0)
 DEFAULT_ACCOUNT_LIMIT = Limit(50, 1.0)
-DEFAULT_MARGIN = 0.02
+DEFAULT_MARGIN = 0.0
 DEFAULT_MAX_IN_FLIGHT = 16
 
 # A penalised account never drops below this fraction, so recovery stays bounded.
@@ -195,6 +197,14 @@ class WindowStore(Protocol):
         """Record a grant at ``now`` in all ``windows`` if none is full, else say how long."""
         ...
 
+    async def complete(self, grant: Granted, at: float) -> None:
+        """The grant's request got its answer at ``at``: count it from then on.
+
+        Until this call a grant holds its place in every window however long it takes,
+        because the server may see the request at any moment before the answer.
+        """
+        ...
+
     async def refund(self, grant: Granted) -> None:
         """Forget a grant that was never used (its request was not sent)."""
         ...
@@ -203,7 +213,8 @@ class WindowStore(Protocol):
 @dataclass
 class _Log:
     span: float
-    times: deque[float]
+    times: list[float]  # completion times of answered grants, ascending
+    pending: int = 0  # grants still waiting for their answer: they never expire
 
 
 class InMemoryWindowStore:
@@ -226,9 +237,10 @@ class InMemoryWindowStore:
 
     def _prune(self, key: str, log: _Log, now: float) -> bool:
         times = log.times
-        while times and times[0] + log.span <= now:
-            times.popleft()
-        if not times:
+        expired = bisect.bisect_right(times, now - log.span)
+        if expired:
+            del times[:expired]
+        if not times and not log.pending:
             del self._logs[key]
             return False
         return True
@@ -245,26 +257,37 @@ class InMemoryWindowStore:
             if log is None or not self._prune(window.key, log, now):
                 continue
             log.span = window.span
-            # Once the oldest (len - limit + 1) grants expire, one more fits.
-            excess = len(log.times) - window.limit
+            # Once the oldest (count - limit + 1) answered grants expire, one more fits;
+            # if that needs more than are answered, only an answer can tell when.
+            excess = len(log.times) + log.pending - window.limit
             if excess >= 0:
                 blocking.append(index)
-                retry_after = max(retry_after, log.times[excess] + window.span - now)
+                wait = (
+                    log.times[excess] + window.span - now if excess < len(log.times) else math.inf
+                )
+                retry_after = max(retry_after, wait)
         if blocking:
             return Denied(retry_after=retry_after, blocking=tuple(blocking))
         for window in windows:
-            log = self._logs.setdefault(window.key, _Log(window.span, deque()))
-            log.times.append(now)
+            log = self._logs.setdefault(window.key, _Log(window.span, []))
+            log.pending += 1
         return Granted(at=now, windows=tuple(windows))
+
+    async def complete(self, grant: Granted, at: float) -> None:
+        for window in grant.windows:
+            log = self._logs.get(window.key)
+            if log is None or not log.pending:
+                continue
+            log.pending -= 1
+            bisect.insort(log.times, max(at, grant.at))
 
     async def refund(self, grant: Granted) -> None:
         for window in grant.windows:
             log = self._logs.get(window.key)
-            if log is None:
+            if log is None or not log.pending:
                 continue
-            with contextlib.suppress(ValueError):
-                log.times.remove(grant.at)  # equal times are interchangeable
-            if not log.times:
+            log.pending -= 1
+            if not log.times and not log.pending:
                 del self._logs[window.key]
 
 
@@ -355,20 +378,21 @@ class Slot:
     place (the grant stays counted: the request was sent). Use each slot once.
     """
 
-    __slots__ = ("_account", "_held", "_integration", "_limiter", "_used")
+    __slots__ = ("_account", "_grant", "_held", "_integration", "_limiter", "_used")
 
     def __init__(self, limiter: RateLimiter, account: str, integration: str | None) -> None:
         self._limiter = limiter
         self._account = account
         self._integration = integration
         self._held: _Account | None = None
+        self._grant: Granted | None = None
         self._used = False
 
     async def __aenter__(self) -> None:
         if self._used:
             raise RuntimeError("a rate limiter slot can be entered only once")
         self._used = True
-        self._held = await self._limiter._acquire(self._account, self._integration)
+        self._held, self._grant = await self._limiter._acquire(self._account, self._integration)
 
     async def __aexit__(
         self,
@@ -377,8 +401,9 @@ class Slot:
         tb: TracebackType | None,
     ) -> None:
         held, self._held = self._held, None
-        if held is not None:
-            self._limiter._release(held)
+        grant, self._grant = self._grant, None
+        if held is not None and grant is not None:
+            await self._limiter._finish(held, grant)
 
 
 class RateLimiter:
@@ -543,13 +568,15 @@ class RateLimiter:
 
     # ------------------------------------------------------------------ acquiring
 
-    async def _acquire(self, account: str, integration: str | None) -> _Account:
+    async def _acquire(self, account: str, integration: str | None) -> tuple[_Account, Granted]:
         self._bind_loop()
         acct = self._account(account)
         # Fast path: nobody is queued, so asking the store directly keeps FIFO order.
         idle = not acct.queue and acct.pump is None and not acct.refunds
-        if idle and await self._try_now(acct, integration):
-            return acct
+        if idle:
+            grant = await self._try_now(acct, integration)
+            if grant is not None:
+                return acct, grant
         waiter = _Waiter(next(self._seq), integration, asyncio.get_running_loop().create_future())
         acct.queue[waiter.seq] = waiter
         self._kick(acct)
@@ -568,12 +595,12 @@ class RateLimiter:
             self._kick(acct)
             self._forget_if_idle(acct)
             raise
-        return acct
+        return acct, waiter.future.result()
 
-    async def _try_now(self, acct: _Account, integration: str | None) -> bool:
+    async def _try_now(self, acct: _Account, integration: str | None) -> Granted | None:
         now = self._clock.now()
         if now < acct.paused_until or self._in_flight_full(acct):
-            return False
+            return None
         acct.in_flight += 1  # reserved across the store call
         try:
             admission = await self._store.acquire(self._windows(acct, integration, now), now)
@@ -582,9 +609,20 @@ class RateLimiter:
             self._forget_if_idle(acct)
             raise
         if isinstance(admission, Granted):
-            return True
+            return admission
         acct.in_flight -= 1
-        return False
+        return None
+
+    async def _finish(self, acct: _Account, grant: Granted) -> None:
+        """The request is answered (or failed): its windows count it from now on."""
+        try:
+            await self._store.complete(grant, self._clock.now())
+        except Exception as exc:
+            # The answer is already here: a bookkeeping failure must not replace it.
+            # The grant then stays pending in the store, which errs on the safe side.
+            logger.warning("rate limiter: window store failed (%s)", type(exc).__name__)
+        finally:
+            self._release(acct)
 
     def _release(self, acct: _Account) -> None:
         acct.in_flight -= 1
@@ -664,7 +702,9 @@ class RateLimiter:
                     waiter.future.set_result(admission)
                 continue
             acct.in_flight -= 1
-            wake_at = _earliest(wake_at, now + admission.retry_after)
+            if math.isfinite(admission.retry_after):
+                wake_at = _earliest(wake_at, now + admission.retry_after)
+            # else: only an answer frees a place, and its release kicks the pump
             if acct.factor < 1.0:  # a recovery step may let it go sooner
                 wake_at = _earliest(wake_at, acct.factor_since + self._recovery_interval)
             account_index = len(windows) - 1

@@ -660,6 +660,9 @@ class FlakyStore:
             raise ConnectionError("store is down")
         return await self.inner.acquire(windows, now)
 
+    async def complete(self, grant: Granted, at: float) -> None:
+        await self.inner.complete(grant, at)
+
     async def refund(self, grant: Granted) -> None:
         await self.inner.refund(grant)
 
@@ -693,14 +696,50 @@ async def test_in_memory_store_counts_refunds_and_forgets_expired_keys() -> None
     first = await store.acquire(windows, 0.0)
     second = await store.acquire(windows, 0.2)
     assert isinstance(first, Granted) and isinstance(second, Granted)
+    await store.complete(first, 0.0)
     denied = await store.acquire(windows, 0.5)
     assert isinstance(denied, Denied) and denied.blocking == (0,)
     assert denied.retry_after == pytest.approx(0.5)
     await store.refund(second)
-    assert isinstance(await store.acquire(windows, 0.5), Granted)
+    third = await store.acquire(windows, 0.5)
+    assert isinstance(third, Granted)
+    await store.complete(third, 0.5)
     assert len(store) == 2
     await store.acquire((Window("other", 1, 1.0),), 100.0)  # sweeps the idle keys
     assert len(store) == 1
+
+
+async def test_a_grant_counts_until_its_answer_and_a_period_after_it() -> None:
+    # The server may see a request at any moment between the grant and the answer, so a
+    # slow request (a big POST) holds its place until answered, then for a whole period.
+    store = InMemoryWindowStore()
+    windows = (Window("k", 1, 1.0),)
+    slow = await store.acquire(windows, 0.0)
+    assert isinstance(slow, Granted)
+    for now in (1.0, 5.0, 100.0):
+        denied = await store.acquire(windows, now)
+        assert isinstance(denied, Denied) and denied.retry_after == float("inf")
+    await store.complete(slow, 100.3)
+    denied = await store.acquire(windows, 100.5)
+    assert isinstance(denied, Denied) and denied.retry_after == pytest.approx(0.8)
+    assert isinstance(await store.acquire(windows, 101.3), Granted)
+
+
+async def test_the_next_window_opens_a_period_after_the_answers() -> None:
+    clock = FakeClock()
+    limiter = make(clock, account_limit=None)
+    sent: list[float] = []
+
+    async def call(hold: float) -> None:
+        async with limiter.slot("acct", "integ"):
+            sent.append(clock.now())
+            await clock.sleep(hold)  # the request takes this long to be answered
+
+    tasks = [spawn(call(0.25)) for _ in range(7)] + [spawn(call(0.0))]
+    await clock.advance(5)
+    await asyncio.gather(*tasks)
+    assert sent[:7] == [0.0] * 7
+    assert sent[7] == pytest.approx(1.25 + limiter.margin)
 
 
 # ---------------------------------------------------------------- hygiene
