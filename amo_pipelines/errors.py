@@ -16,7 +16,6 @@ POST may be retried blindly.
 from __future__ import annotations
 
 import email.utils
-import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -24,6 +23,8 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from attrs import frozen
+
+from . import _json
 
 if TYPE_CHECKING:
     from .transport.base import Request, Response
@@ -210,7 +211,7 @@ def _json_object(response: Response) -> dict[str, Any] | None:
     if not response.body or response.content_type in ("text/html", "text/plain"):
         return None
     try:
-        value = json.loads(response.body)
+        value = _json.loads(response.body)
     except (ValueError, UnicodeDecodeError):
         return None
     return value if isinstance(value, dict) else None
@@ -351,3 +352,39 @@ class BatchError(AmoError):
     def unknown(self) -> list[int]:
         """Positions whose failure may still have been applied by the server."""
         return [i for i, e in self.errors.items() if e.may_have_been_processed]
+
+
+class AuthorizationRequiredError(AmoError):
+    """The integration has no usable OAuth tokens: the account's administrator must grant
+    access (again) and the new authorization code must go to ``OAuth2.exchange_code``.
+
+    Raised as such when the token store is empty; :class:`TokenRevokedError` is the case
+    where the server refused the stored refresh token.
+    """
+
+
+class TokenRevokedError(UnauthorizedError, AuthorizationRequiredError):
+    """401 from the token endpoint: the refresh token was revoked, used already or expired.
+
+    Refresh tokens are single-use. The SDK reloads the token store first (another process
+    may have rotated the token) and raises this only when the store holds nothing newer.
+    Re-authorize the integration: send the administrator through the OAuth consent again
+    and call ``OAuth2.exchange_code`` with the new code. ``hint`` is the server's reason.
+    """
+
+    def __init__(self, *, hint: str = "", **kwargs: Any) -> None:
+        self.hint = hint
+        kwargs.setdefault("status", 401)
+        kwargs.setdefault("method", "POST")
+        kwargs.setdefault("path", "/oauth2/access_token")
+        kwargs.setdefault(
+            "detail",
+            f"the refresh token was rejected{f' ({hint})' if hint else ''}; re-authorize the "
+            "integration (the account administrator grants access again) and pass the new "
+            "authorization code to OAuth2.exchange_code()",
+        )
+        super().__init__(**kwargs)
+
+
+class TokenStoreError(AmoError):
+    """A token store could not load or save the tokens (unreadable file, lock timeout)."""

@@ -13,13 +13,12 @@ from attrs import field, frozen
 
 from .constants import LOST_STATUS_ID, WON_STATUS_ID, StatusType
 
+_STATUS_TYPES = {t.value: t for t in StatusType}
+
 
 def _status_type(value: int) -> int:
     # Keep unknown future types as plain ints instead of failing the whole response.
-    try:
-        return StatusType(value)
-    except ValueError:
-        return value
+    return _STATUS_TYPES.get(value, value)
 
 
 @frozen(kw_only=True)
