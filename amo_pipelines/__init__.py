@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from .auth import AuthProvider, LongLivedToken
+from .auth import AuthProvider, LongLivedToken, OAuth2, TokenEndpoint
 from .client import AmoClient
 from .constants import (
     LOST_STATUS_ID,
@@ -23,6 +23,7 @@ from .errors import (
     AccountBlockedError,
     AmoError,
     ApiError,
+    AuthorizationRequiredError,
     BadRequestError,
     BatchError,
     ClientClosedError,
@@ -36,6 +37,8 @@ from .errors import (
     RequestTimeoutError,
     ResponseLostError,
     ServerError,
+    TokenRevokedError,
+    TokenStoreError,
     TransportError,
     UnauthorizedError,
     UnexpectedResponseError,
@@ -44,7 +47,9 @@ from .errors import (
 )
 from .inputs import DescriptionInput, NewPipeline, NewStatus, PipelineUpdate, StatusUpdate
 from .models import Pipeline, Status, StatusDescription
+from .tokens import FileTokenStore, MemoryTokenStore, TokenSet, TokenStore
 from .transport import AiohttpTransport, Request, Response, Transport
+from .urls import parse_account_host
 
 __version__ = "0.1.0"
 
@@ -65,18 +70,22 @@ __all__ = [
     "AmoError",
     "ApiError",
     "AuthProvider",
+    "AuthorizationRequiredError",
     "BadRequestError",
     "BatchError",
     "ClientClosedError",
     "DescriptionInput",
     "DescriptionLevel",
+    "FileTokenStore",
     "ForbiddenError",
     "GatewayTimeoutError",
     "InvalidInputError",
     "LongLivedToken",
+    "MemoryTokenStore",
     "NewPipeline",
     "NewStatus",
     "NotFoundError",
+    "OAuth2",
     "PaymentRequiredError",
     "Pipeline",
     "PipelineUpdate",
@@ -92,6 +101,11 @@ __all__ = [
     "StatusDescription",
     "StatusType",
     "StatusUpdate",
+    "TokenEndpoint",
+    "TokenRevokedError",
+    "TokenSet",
+    "TokenStore",
+    "TokenStoreError",
     "Transport",
     "TransportError",
     "UnauthorizedError",
@@ -99,4 +113,5 @@ __all__ = [
     "UnprocessableEntityError",
     "ValidationIssue",
     "__version__",
+    "parse_account_host",
 ]

@@ -1,15 +1,82 @@
 """Authentication providers: they put the bearer token on requests.
 
-A provider never exposes its secret through ``repr``/``str``; the token only ever lives in
-the ``Authorization`` header of requests bound for the account's own host.
+* :class:`LongLivedToken`: a fixed token (a private integration's long-lived token, or any
+  access token you manage yourself). ``AmoClient(access_token=...)`` is a shortcut for it.
+* :class:`OAuth2`: the authorization-code grant, then refresh-token rotation, kept in a
+  :class:`~amo_pipelines.tokens.TokenStore`.
+
+A provider never exposes a secret through ``repr``/``str``, logs or exception messages; the
+access token only ever lives in the ``Authorization`` header of requests bound for the
+account's own origin.
+
+How OAuth2 reaches the token endpoint
+-------------------------------------
+The provider has no transport of its own. The :class:`~amo_pipelines.AmoClient` it is given
+to hands it a :class:`TokenEndpoint`: ``POST {account origin}/oauth2/access_token`` through
+the *client's transport* and its DEBUG request log, but **not** through the retry, auth or
+throttle policies. Requests that need a token wait for the refresh *before* they take a
+rate-limit slot, so a refresh that had to queue for a slot could wait for itself; and a
+refresh is one request per day per integration, not load worth budgeting. A refresh is
+retried only when it certainly was not sent (:class:`~amo_pipelines.RequestNotSentError`):
+resending one that may have been processed would present an already-used refresh token.
+
+Single flight, rotation, revocation
+-----------------------------------
+* Any number of concurrent callers that find the token missing, expiring (within
+  ``refresh_margin``) or refused (a 401) share one refresh: the first starts it as a task,
+  the rest await the same task (shielded: a cancelled caller does not cancel it; a failed
+  one is forgotten, so the next caller starts afresh). A caller re-checks the current token
+  before starting one, so a refresh that landed meanwhile is reused, not repeated.
+* Every refresh first reloads the store: another process may have refreshed already.
+* The new token set is saved through the store *before* the new access token is handed to
+  any request. If saving fails, the error goes to the callers and the unsaved set is kept
+  and saved first on the next attempt (its refresh token is the only valid one now).
+* A 401 from the token endpoint (``"hint": "Token has been revoked"`` and the like) reloads
+  the store (at once and again after ``reload_grace`` seconds): a newer token set there is
+  used; otherwise :class:`~amo_pipelines.TokenRevokedError` says to re-authorize. A refresh
+  token the server refused is not presented again by this provider.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import AsyncIterator, Coroutine, Mapping
+from typing import Any, Protocol, runtime_checkable
 
-from .errors import InvalidInputError
+from attrs import evolve
+from yarl import URL
+
+from . import _json
+from .clock import Clock
+from .errors import (
+    ApiError,
+    AuthorizationRequiredError,
+    ClientClosedError,
+    InvalidInputError,
+    TokenRevokedError,
+    UnexpectedResponseError,
+    error_from_response,
+)
+from .tokens import WALL_CLOCK, MemoryTokenStore, TokenSet, TokenStore, check_token, fingerprint
 from .transport.base import Request, Response
+
+__all__ = [
+    "AuthProvider",
+    "LongLivedToken",
+    "OAuth2",
+    "TokenEndpoint",
+    "UsesTokenEndpoint",
+    "check_token",
+    "fingerprint",
+]
+
+logger = logging.getLogger("amo_pipelines")
+
+TOKEN_PATH = "/oauth2/access_token"
+REDACTED = b"<redacted>"
 
 
 @runtime_checkable
@@ -19,7 +86,8 @@ class AuthProvider(Protocol):
         ...
 
     async def on_unauthorized(self, request: Request, response: Response) -> bool:
-        """A 401 came back for a request that used ``token``; return True to retry once."""
+        """A 401 came back for ``request`` (as sent, ``Authorization`` header included);
+        return True to have it sent once more with a new ``token()``."""
         ...
 
     @property
@@ -28,20 +96,30 @@ class AuthProvider(Protocol):
         ...
 
 
-def check_token(token: object, where: str) -> str:
-    """A token goes into a header: it must be a non-empty string with no control characters
-    (a CR/LF would let it smuggle headers in). The message never shows the value."""
-    if not isinstance(token, str) or not token.strip():
-        raise InvalidInputError("must be a non-empty string", field=where)
-    if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in token):
-        raise InvalidInputError("must not contain spaces or control characters", field=where)
-    return token
+@runtime_checkable
+class TokenEndpoint(Protocol):
+    """The account's OAuth token endpoint, as an :class:`~amo_pipelines.AmoClient` offers it to
+    its provider (see the module docstring for the route it takes)."""
+
+    @property
+    def origin(self) -> URL:
+        """The account's origin, e.g. ``https://example.amocrm.ru``."""
+        ...
+
+    async def post(self, payload: Mapping[str, str]) -> Response:
+        """POST ``payload`` as JSON to ``/oauth2/access_token``; any status comes back as a
+        response, transport failures raise."""
+        ...
 
 
-def fingerprint(secret: str) -> str:
-    import hashlib
+@runtime_checkable
+class UsesTokenEndpoint(Protocol):
+    """A provider that talks to the token endpoint. The client calls ``attach`` when it is
+    created and ``detach`` (which waits for a refresh in flight) when it closes."""
 
-    return hashlib.sha256(secret.encode()).hexdigest()[:12]
+    def attach(self, endpoint: TokenEndpoint) -> None: ...
+
+    async def detach(self, endpoint: TokenEndpoint) -> None: ...
 
 
 class LongLivedToken:
@@ -64,3 +142,375 @@ class LongLivedToken:
 
     def __repr__(self) -> str:
         return f"LongLivedToken(<redacted {self._fingerprint}>)"
+
+
+class _Refused(Exception):
+    """The token endpoint refused a refresh token (401); carries the error to report."""
+
+    def __init__(self, error: ApiError, hint: str) -> None:
+        super().__init__(error.status)
+        self.error = error
+        self.hint = hint
+
+
+def _bearer(request: Request) -> str:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
+
+
+def _check_redirect_uri(value: object) -> str:
+    if not isinstance(value, str) or any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in value):
+        raise InvalidInputError("must be a URL without spaces", field="redirect_uri")
+    try:
+        url = URL(value)
+    except ValueError:
+        raise InvalidInputError("is not a URL", field="redirect_uri") from None
+    if url.scheme not in ("https", "http") or not url.host or url.fragment:
+        raise InvalidInputError(
+            "must be the absolute http(s) URL registered for the integration",
+            field="redirect_uri",
+        )
+    return value
+
+
+def _non_negative(value: object, where: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise InvalidInputError("must be a finite number >= 0", field=where)
+    return float(value)
+
+
+class OAuth2:
+    """OAuth 2.0 for an amoCRM / Kommo integration: code exchange, then refresh rotation.
+
+    ``client_id``, ``client_secret`` and ``redirect_uri`` are the integration's keys and its
+    registered redirect URI. ``store`` keeps the tokens (default: a
+    :class:`~amo_pipelines.MemoryTokenStore`). The access token is refreshed
+    ``refresh_margin`` seconds before it expires (at most half its lifetime before, for
+    short-lived tokens), and once after a 401. ``reload_grace``: after the server refuses
+    a refresh token, how long to wait before looking at the store a second time for a token
+    another process may be saving right now. ``clock`` reads expiry (default: Unix time).
+
+    One provider serves one account: give it to ``AmoClient(auth=...)`` (several clients
+    of the same account may share it); :meth:`exchange_code` and refreshes go through
+    such a client. See the module docstring for single flight, rotation and revocation.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        client_secret: str,
+        redirect_uri: str,
+        *,
+        store: TokenStore | None = None,
+        refresh_margin: float = 300.0,
+        reload_grace: float = 1.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.client_id = check_token(client_id, "client_id")
+        self._client_secret = check_token(client_secret, "client_secret")
+        self.redirect_uri = _check_redirect_uri(redirect_uri)
+        self.refresh_margin = _non_negative(refresh_margin, "refresh_margin")
+        self.reload_grace = _non_negative(reload_grace, "reload_grace")
+        self.store: TokenStore = store if store is not None else MemoryTokenStore()
+        self.clock: Clock = clock if clock is not None else WALL_CLOCK
+        self._fingerprint = fingerprint(f"oauth2:{client_id}")
+        self._tokens: TokenSet | None = None
+        self._lifetime: float | None = None  # of self._tokens, when this provider got them
+        self._unsaved: tuple[TokenSet, float | None] | None = None
+        self._refused: set[str] = set()  # fingerprints of refresh tokens the server refused
+        self._flight: asyncio.Task[TokenSet] | None = None
+        self._endpoints: list[TokenEndpoint] = []
+        self._origin: URL | None = None
+
+    # --- what the client sees -------------------------------------------------------------
+
+    @property
+    def fingerprint(self) -> str:
+        """Derived from ``client_id``: stable across token rotations (it keys rate limits)."""
+        return self._fingerprint
+
+    @property
+    def tokens(self) -> TokenSet | None:
+        """The token set in use, if one was loaded or obtained yet."""
+        return self._tokens
+
+    def __repr__(self) -> str:
+        return f"OAuth2(client_id={self.client_id!r}, tokens={self._tokens!r})"
+
+    async def token(self) -> str:
+        current = self._tokens
+        if current is None or not self._fresh(current):
+            current = await self._fly(stale=current)
+        return current.access_token
+
+    async def on_unauthorized(self, request: Request, response: Response) -> bool:
+        current = self._tokens
+        if current is None:
+            return False
+        if _bearer(request) != current.access_token:
+            return True  # refreshed since that request went out: resend with the new token
+        await self._fly(stale=current)
+        return True
+
+    def attach(self, endpoint: TokenEndpoint) -> None:
+        origin = endpoint.origin
+        if self._origin is not None and origin != self._origin:
+            raise InvalidInputError(
+                f"this OAuth2 provider serves {self._origin}; its tokens belong to that "
+                "account (use one OAuth2, with its own store, per account)",
+                field="auth",
+            )
+        self._origin = origin
+        self._endpoints.append(endpoint)
+
+    async def detach(self, endpoint: TokenEndpoint) -> None:
+        """Forget ``endpoint``; a refresh in flight finishes first (its answer carries the
+        only valid refresh token, so it must not be cut off by closing the transport)."""
+        flight = self._flight
+        if flight is not None and not flight.done():
+            await asyncio.wait({flight})
+        with contextlib.suppress(ValueError):
+            self._endpoints.remove(endpoint)
+
+    # --- public operations ----------------------------------------------------------------
+
+    async def exchange_code(self, code: str) -> TokenSet:
+        """Trade an authorization code (from the redirect to ``redirect_uri``) for tokens,
+        save them in the store and use them from now on."""
+        check_token(code, "code")
+        self._endpoint()  # fail before waiting if no client can carry the request
+        while True:
+            flight = self._flight
+            if flight is None or flight.done():
+                break
+            await asyncio.wait({flight})  # let a refresh in flight land first
+        return await asyncio.shield(self._start(self._exchange(code)))
+
+    async def refresh(self) -> TokenSet:
+        """Refresh now (or join the refresh in flight) and return the new token set.
+
+        A newer set that another process saved in the store counts as the refresh."""
+        return await self._fly(stale=self._tokens, force=True)
+
+    # --- single flight --------------------------------------------------------------------
+
+    def _fresh(self, tokens: TokenSet) -> bool:
+        margin = self.refresh_margin
+        if tokens is self._tokens and self._lifetime is not None:
+            margin = min(margin, self._lifetime / 2)
+        return self.clock.now() < tokens.expires_at - margin
+
+    def _better(self, tokens: TokenSet, stale: TokenSet | None) -> bool:
+        """Usable instead of ``stale``: another access token, not about to expire."""
+        return (stale is None or tokens.access_token != stale.access_token) and self._fresh(tokens)
+
+    async def _fly(self, *, stale: TokenSet | None, force: bool = False) -> TokenSet:
+        """Join the refresh in flight, or start one. ``stale`` is the set the caller found
+        wanting (None: nothing loaded yet); ``force``: refresh even a fresh stored set
+        unless it differs from ``stale``."""
+        flight = self._flight
+        if flight is None or flight.done():
+            current = self._tokens
+            # The double check: a refresh may have landed since the caller looked.
+            if current is not None and current is not stale and self._better(current, stale):
+                return current
+            flight = self._start(self._rotate(stale, force=force))
+        # Shielded: a caller that is cancelled stops waiting; the refresh goes on for the rest.
+        return await asyncio.shield(flight)
+
+    def _start(self, work: Coroutine[Any, Any, TokenSet]) -> asyncio.Task[TokenSet]:
+        flight: asyncio.Task[TokenSet] = asyncio.get_running_loop().create_task(work)
+        self._flight = flight
+        flight.add_done_callback(self._landed)
+        return flight
+
+    def _landed(self, flight: asyncio.Task[TokenSet]) -> None:
+        if self._flight is flight:
+            self._flight = None
+        if not flight.cancelled():
+            flight.exception()  # retrieved: no "never retrieved" warning if nobody waits
+
+    @contextlib.asynccontextmanager
+    async def _store_lock(self) -> AsyncIterator[None]:
+        lock = getattr(self.store, "lock", None)
+        if lock is None:
+            yield
+            return
+        async with lock():
+            yield
+
+    async def _rotate(self, stale: TokenSet | None, *, force: bool = False) -> TokenSet:
+        async with self._store_lock():
+            if self._unsaved is not None:
+                return await self._commit(*self._unsaved)
+            # Another process (or an earlier run) may have refreshed already.
+            stored = await self.store.load()
+            wanted = not (force and stale is None)  # a forced first refresh takes none
+            if stored is not None and wanted and self._better(stored, stale):
+                return self._adopt(stored, "loaded from the store")
+            base = stored if stored is not None else self._tokens
+            if base is None:
+                raise AuthorizationRequiredError(
+                    "no OAuth tokens yet: authorize the integration and pass the code to "
+                    "OAuth2.exchange_code()"
+                )
+            if fingerprint(base.refresh_token) in self._refused:
+                raise TokenRevokedError(hint="refused earlier")
+            try:
+                new, lifetime = await self._refresh_with(base)
+            except _Refused as refused:
+                other = await self._reload_after(base)
+                if other is None:
+                    raise self._revoked(refused) from None
+                if self._better(other, stale):
+                    return self._adopt(other, "rotated by another process")
+                try:
+                    new, lifetime = await self._refresh_with(other)
+                except _Refused as again:
+                    raise self._revoked(again) from None
+            return await self._commit(new, lifetime)
+
+    async def _exchange(self, code: str) -> TokenSet:
+        async with self._store_lock():
+            new, lifetime = await self._grant(
+                {"grant_type": "authorization_code", "code": code}, secrets=(code,)
+            )
+            self._unsaved = None  # superseded: the user authorized again
+            self._refused.clear()
+            return await self._commit(new, lifetime)
+
+    def _adopt(self, tokens: TokenSet, why: str) -> TokenSet:
+        logger.debug("OAuth2 %s: tokens %s %s", self.client_id, _fp(tokens), why)
+        self._tokens, self._lifetime = tokens, None
+        return tokens
+
+    async def _commit(self, tokens: TokenSet, lifetime: float | None) -> TokenSet:
+        # Kept until saved: after a refresh its refresh token is the only valid one.
+        self._unsaved = (tokens, lifetime)
+        await self.store.save(tokens)  # before any request may use the new access token
+        self._unsaved = None
+        self._tokens, self._lifetime = tokens, lifetime
+        logger.debug(
+            "OAuth2 %s: new tokens %s saved (%s)",
+            self.client_id,
+            _fp(tokens),
+            type(self.store).__name__,
+        )
+        return tokens
+
+    async def _reload_after(self, refused: TokenSet) -> TokenSet | None:
+        """After a refresh token was refused: a newer set another process saved, if any."""
+        self._refused.add(fingerprint(refused.refresh_token))
+        for wait in (0.0, self.reload_grace):
+            if wait:
+                await self.clock.sleep(wait)
+            stored = await self.store.load()
+            if stored is not None and fingerprint(stored.refresh_token) not in self._refused:
+                return stored
+            if not self.reload_grace:
+                break
+        return None
+
+    def _revoked(self, refused: _Refused) -> TokenRevokedError:
+        error = refused.error
+        logger.warning(
+            "OAuth2 %s: the refresh token was refused (%s); re-authorization needed",
+            self.client_id,
+            refused.hint or error.detail or error.status,
+        )
+        return TokenRevokedError(
+            hint=refused.hint,
+            title=error.title,
+            body=error.body,
+            content_type=error.content_type,
+            trace_id=error.trace_id,
+        )
+
+    # --- the token endpoint ---------------------------------------------------------------
+
+    def _endpoint(self) -> TokenEndpoint:
+        if not self._endpoints:
+            raise ClientClosedError(
+                "OAuth2 reaches the token endpoint through an open AmoClient: create one "
+                "with AmoClient(auth=...) first"
+            )
+        return self._endpoints[-1]
+
+    async def _refresh_with(self, tokens: TokenSet) -> tuple[TokenSet, float]:
+        logger.debug("OAuth2 %s: refreshing %s", self.client_id, _fp(tokens))
+        try:
+            return await self._grant(
+                {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token},
+                secrets=(tokens.refresh_token, tokens.access_token),
+            )
+        except _Refused:
+            self._refused.add(fingerprint(tokens.refresh_token))
+            raise
+
+    async def _grant(
+        self, grant: Mapping[str, str], *, secrets: tuple[str, ...]
+    ) -> tuple[TokenSet, float]:
+        endpoint = self._endpoint()
+        payload = {
+            "client_id": self.client_id,
+            "client_secret": self._client_secret,
+            **grant,
+            "redirect_uri": self.redirect_uri,
+        }
+        sent_at = self.clock.now()
+        response = await endpoint.post(payload)
+        # Whatever comes back, no secret of ours may travel on inside an exception.
+        hidden = (self._client_secret, *secrets)
+        where = {"status": response.status, "method": "POST", "path": TOKEN_PATH}
+        if 200 <= response.status < 300:
+            try:
+                data = _json.loads(response.body)
+                if not isinstance(data, dict):
+                    raise ValueError("not an object")
+                tokens = TokenSet.from_response(data, now=sent_at)
+            except (ValueError, UnicodeDecodeError) as e:
+                reason = e.field if isinstance(e, InvalidInputError) else "not a JSON object"
+                # The body may hold the new tokens: it is not kept.
+                raise UnexpectedResponseError(
+                    detail=f"unusable token response ({reason}); if it was a refresh, the "
+                    "old refresh token may be spent: re-authorize if the next refresh fails",
+                    content_type=response.content_type,
+                    **where,
+                ) from None
+            return tokens, tokens.expires_at - sent_at
+        scrubbed = evolve(response, body=_scrub(response.body, hidden))
+        error = error_from_response(Request(method="POST", url=URL(TOKEN_PATH)), scrubbed)
+        hint = _hint(scrubbed.body)
+        if hint and hint not in error.detail:
+            error.detail = f"{error.detail}: {hint}" if error.detail else hint
+            error.args = (error._message(),)
+        if response.status == 401 and grant.get("grant_type") == "refresh_token" and hint:
+            raise _Refused(error, hint)
+        raise error
+
+
+def _fp(tokens: TokenSet) -> str:
+    return f"<{fingerprint(tokens.access_token)}>"
+
+
+def _scrub(body: bytes, secrets: tuple[str, ...]) -> bytes:
+    for secret in secrets:
+        if secret:
+            body = body.replace(secret.encode(), REDACTED)
+            escaped = _json.dumps(secret)[1:-1]  # as it would appear inside a JSON string
+            body = body.replace(escaped, REDACTED)
+    return body
+
+
+def _hint(body: bytes) -> str:
+    try:
+        data = _json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    hint = data.get("hint") if isinstance(data, dict) else None
+    return hint if isinstance(hint, str) else ""

@@ -11,7 +11,7 @@ from yarl import URL
 
 from . import _json
 from ._batch import OnAmbiguous, Watermarks
-from .auth import AuthProvider, LongLivedToken
+from .auth import TOKEN_PATH, AuthProvider, LongLivedToken, UsesTokenEndpoint
 from .circuit import CircuitBreaker
 from .clock import SYSTEM_CLOCK, Clock
 from .constants import MAX_ITEMS_PER_REQUEST, RECOMMENDED_BATCH_SIZE
@@ -19,21 +19,69 @@ from .converter import converter
 from .errors import (
     ClientClosedError,
     InvalidInputError,
+    RequestNotSentError,
     UnexpectedResponseError,
     error_from_response,
 )
 from .pipelines import PipelinesAPI
-from .policies import AuthPolicy, LoggingPolicy, Policy, chain
+from .policies import AuthPolicy, Handler, LoggingPolicy, Policy, chain, current_attempt
 from .ratelimit import RateLimiter
 from .retry import RetryPolicy
 from .statuses import StatusesAPI
 from .throttle import ThrottlePolicy
 from .transport.aiohttp import AiohttpTransport
 from .transport.base import Request, Response, Transport
-from .urls import account_url
+from .urls import account_url, check_path
 
 USER_AGENT = "amo_pipelines/0.1"
 T = TypeVar("T")
+
+
+class _TokenEndpoint:
+    """The client's route to its account's ``/oauth2/access_token`` for the auth provider.
+
+    It goes through the client's transport and the DEBUG request log (never with bodies),
+    but not through the retry, auth and throttle policies (see :mod:`amo_pipelines.auth`).
+    Only a request that certainly was not sent is tried again, once, after the retry
+    policy's backoff: resending a refresh that may have been processed would present a
+    spent refresh token. (A request waiting for the token has its own retries on top.)
+    """
+
+    ATTEMPTS = 2
+
+    def __init__(self, client: AmoClient) -> None:
+        self.origin = client.base_url
+        self.url = client.base_url.with_path(TOKEN_PATH)
+        self._send: Handler = chain([LoggingPolicy()], client._transport)
+        self._retry = client.retry
+        self._clock = client.clock
+
+    def __repr__(self) -> str:
+        return f"TokenEndpoint({str(self.url)!r})"
+
+    async def post(self, payload: Mapping[str, str]) -> Response:
+        request = Request(
+            method="POST",
+            url=self.url,
+            headers={
+                "accept": "application/json",
+                "content-type": "application/json",
+                "user-agent": USER_AGENT,
+            },
+            body=_json.dumps(dict(payload)),
+        )
+        attempt = 1
+        while True:
+            marker = current_attempt.set(attempt)
+            try:
+                return await self._send(request)
+            except RequestNotSentError:
+                if attempt >= min(self.ATTEMPTS, self._retry.max_attempts):
+                    raise
+            finally:
+                current_attempt.reset(marker)
+            await self._clock.sleep(self._retry.backoff_for(attempt))
+            attempt += 1
 
 
 class AmoClient:
@@ -41,9 +89,13 @@ class AmoClient:
 
     Use it as ``async with AmoClient(...) as amo:`` or call :meth:`aclose` yourself.
     Exactly one of ``base_url`` / ``subdomain`` (with ``domain``) names the account, and
-    exactly one of ``access_token`` / ``auth`` authenticates. ``session`` borrows your
-    :class:`aiohttp.ClientSession` (left open on close); ``transport`` replaces aiohttp
-    altogether (e.g. :class:`amo_pipelines.testing.MockTransport`).
+    exactly one of ``access_token`` / ``auth`` (e.g. :class:`~amo_pipelines.OAuth2`)
+    authenticates. The token goes only to the account's origin; redirects are not followed.
+    ``base_url`` must be https (http only to a loopback host, such as the emulator); for a
+    host that came from outside (a webhook, an OAuth redirect's ``referer``) use
+    :func:`~amo_pipelines.parse_account_host`, which admits amoCRM / Kommo hosts only.
+    ``session`` borrows your :class:`aiohttp.ClientSession` (left open on close);
+    ``transport`` replaces aiohttp altogether (e.g. :class:`amo_pipelines.testing.MockTransport`).
 
     Throughput and safety: ``rate_limiter`` and ``circuit_breaker`` default to instances
     shared by every client of the running event loop, so clients of one account share its
@@ -74,6 +126,10 @@ class AmoClient:
         self.base_url = account_url(base_url=base_url, subdomain=subdomain, domain=domain)
         if (access_token is None) == (auth is None):
             raise InvalidInputError("give either access_token or auth", field="access_token")
+        if auth is not None and not isinstance(auth, AuthProvider):
+            raise InvalidInputError(
+                "must be an AuthProvider, such as OAuth2 or LongLivedToken", field="auth"
+            )
         self._auth: AuthProvider = auth or LongLivedToken(access_token)  # type: ignore[arg-type]
         if transport is not None and (session is not None or timeout is not None):
             raise InvalidInputError(
@@ -97,11 +153,16 @@ class AmoClient:
         self.watermarks = Watermarks()
         self._policies: list[Policy] = [
             self.retry,
+            # Outside the throttle: waiting for a token refresh holds no rate-limit slot.
+            AuthPolicy(self._auth, self.base_url),
             self.throttle,
-            AuthPolicy(self._auth, self.base_url.host or ""),
             LoggingPolicy(log_bodies=log_bodies),
         ]
         self._handler = chain(self._policies, self._transport)
+        self._token_endpoint: _TokenEndpoint | None = None
+        if isinstance(self._auth, UsesTokenEndpoint):
+            self._token_endpoint = _TokenEndpoint(self)
+            self._auth.attach(self._token_endpoint)
         self._closed = False
         self.pipelines = PipelinesAPI(self)
         self.statuses = StatusesAPI(self)
@@ -167,6 +228,9 @@ class AmoClient:
         if self._closed:
             return
         self._closed = True
+        if self._token_endpoint is not None and isinstance(self._auth, UsesTokenEndpoint):
+            # A refresh in flight lands (and is saved) before the transport goes away.
+            await self._auth.detach(self._token_endpoint)
         if self._owns_transport:
             await self._transport.aclose()
 
@@ -188,7 +252,7 @@ class AmoClient:
         if json is not None:
             body = _json.dumps(json)
             headers["content-type"] = "application/json"
-        url = self.base_url.with_path(path)
+        url = self.base_url.with_path(check_path(path))
         if query:
             url = url.with_query(query)
         request = Request(method=method, url=url, headers=headers, body=body)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection
 
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import AmoError, RequestNotSentError, TransportError
-from .policies import Handler
+from .policies import Handler, current_attempt
 from .transport.base import Request, Response
 
 logger = logging.getLogger("amo_pipelines")
@@ -92,6 +92,7 @@ class RetryPolicy:
         attempt = 1
         maybe_done = False  # an earlier attempt may have been processed
         while True:
+            marker = current_attempt.set(attempt)  # for the DEBUG request log
             try:
                 response = await next(request)
             except AmoError as e:
@@ -109,6 +110,8 @@ class RetryPolicy:
                     return response
                 maybe_done = maybe_done or response.status >= 500
                 outcome = str(response.status)
+            finally:
+                current_attempt.reset(marker)
             logger.debug(
                 "%s %s attempt %d: %s, retrying in %.2fs",
                 request.method,

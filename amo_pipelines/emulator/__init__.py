@@ -172,18 +172,53 @@ Accounts and tokens
 * ``state.tokens`` maps token -> ``TokenInfo(admin, user_id, expires_at)``; the admin and user
   tokens are derived from ``seed`` unless given in the config.
 
+OAuth 2.0 (``oauth``)
+---------------------
+* ``POST /oauth2/access_token`` serves the ``authorization_code`` and ``refresh_token`` grants
+  for the clients in ``emu.oauth.clients`` (the config's ``oauth_client_id`` /
+  ``oauth_client_secret`` / ``oauth_redirect_uri``; more with ``emu.oauth.register()``).
+  ``emu.issue_code()`` stands in for the consent screen; ``emu.issue_tokens()`` hands out a
+  token pair without it. Success: 200 ``application/json``
+  ``{"token_type": "Bearer", "expires_in": ..., "access_token": ..., "refresh_token": ...}``;
+  the access token joins ``state.tokens`` and expires after ``access_token_lifetime`` on the
+  emulator clock.
+* Its own pipeline: logged and counted (``stats.requests``, ``stats.token_requests``; successes
+  in ``stats.token_grants`` by grant type), 403 page while the account is blocked, otherwise
+  **no rate limit** (the documented limits are for the API) and no bearer token. Only scripted
+  faults whose ``path`` names it apply (not path-less ones, never random draws: a refresh lost at
+  random would lock a whole run out). Methods other than POST: 405.
+* Parameters: a JSON object (as amoCRM documents; non-string values of the known parameters
+  are malformed) or an ``application/x-www-form-urlencoded`` form (RFC 6749; a repeated
+  parameter is malformed); any other Content-Type or an empty body: 400. ``redirect_uri`` is
+  required by both grants and must equal the registered one.
+* Errors are problem+json with a ``hint`` where the server has one, shaped after the OAuth
+  server amoCRM runs (League): missing or non-string parameter 400 ``"Check the `<name>`
+  parameter"``; unknown ``grant_type`` 400; unknown client, wrong secret or another
+  ``redirect_uri``: 401 ``"Client authentication failed"`` (no hint). Codes: unknown 400
+  ``"Cannot decrypt the authorization code"``, expired (``code_lifetime``, 20 minutes) 400
+  ``"Authorization code has expired"``, used 400 ``"Authorization code has been revoked"``,
+  another client's 400 ``"Authorization code was not issued to this client"``. Refresh
+  tokens: 401 with ``"Cannot decrypt the refresh token"``, ``"Token is not linked to
+  client"``, ``"Token has expired"`` (``refresh_token_lifetime``, 3 months) or, for one used
+  already, ``"Token has been revoked"``.
+* Single use: a code and a refresh token work once. A refresh also revokes the access token
+  issued with the used refresh token (requests still carrying it get 401 "Token is invalid"),
+  as League does. Reusing a code does not revoke what it issued (RFC 6749 only recommends it).
+
 Modules
 -------
 ``config`` (EmulatorConfig), ``server`` (Emulator), ``gateway`` (the per-request pipeline
-above), ``app`` (the endpoints), ``validation``/``plans``/``rules`` (request checks),
-``state`` (the account), ``render`` (response bodies), ``limits``, ``faults``, ``records``
-(log and stats), ``__main__`` (the command line server).
+above), ``oauth`` (the token endpoint and its own pipeline), ``app`` (the endpoints),
+``validation``/``plans``/``rules`` (request checks), ``state`` (the account), ``render``
+(response bodies), ``limits``, ``faults``, ``records`` (log and stats), ``__main__`` (the
+command line server).
 """
 
 from __future__ import annotations
 
 from .config import EmulatorConfig
 from .faults import Fault, FaultInjector, FaultKind, ScriptedFault
+from .oauth import OAuthClient, OAuthServer
 from .records import RequestLogEntry, Stats
 from .server import Emulator
 from .state import AccountState, Description, Pipeline, Status, TokenInfo
@@ -196,6 +231,8 @@ __all__ = [
     "Fault",
     "FaultInjector",
     "FaultKind",
+    "OAuthClient",
+    "OAuthServer",
     "Pipeline",
     "RequestLogEntry",
     "ScriptedFault",

@@ -1,4 +1,5 @@
-"""The aiohttp application: the ten pipeline and status endpoints behind the gateway."""
+"""The aiohttp application: the ten pipeline and status endpoints behind the gateway, and the
+OAuth token endpoint in front of it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from .gateway import RUNTIME, Reply, Runtime, gateway
+from .oauth import OAUTH, OAuthServer, oauth_gateway
 from .render import (
     PIPELINES_PATH,
     hal,
@@ -191,10 +193,24 @@ async def delete_status(request: web.Request) -> web.Response:
 # --- assembly ---------------------------------------------------------------------------------
 
 
-def build_app(runtime: Runtime) -> web.Application:
-    """The aiohttp application over ``runtime`` (usable with aiohttp's test client too)."""
-    app = web.Application(middlewares=[gateway], client_max_size=runtime.config.client_max_size)
+def build_app(runtime: Runtime, oauth: OAuthServer | None = None) -> web.Application:
+    """The aiohttp application over ``runtime`` (usable with aiohttp's test client too).
+
+    ``oauth`` serves ``/oauth2/access_token``; by default one with the config's client."""
+    cfg = runtime.config
+    if oauth is None:
+        oauth = OAuthServer(
+            runtime.state,
+            clock=cfg.clock,
+            access_lifetime=cfg.access_token_lifetime,
+            refresh_lifetime=cfg.refresh_token_lifetime,
+            code_lifetime=cfg.code_lifetime,
+            seed=cfg.seed,
+        )
+        oauth.register(cfg.oauth_client_id, cfg.oauth_client_secret, cfg.oauth_redirect_uri)
+    app = web.Application(middlewares=[oauth_gateway, gateway], client_max_size=cfg.client_max_size)
     app[RUNTIME] = runtime
+    app[OAUTH] = oauth
     one = f"{PIPELINES_PATH}/{{pipeline_id}}"
     statuses = f"{one}/statuses"
     status = f"{statuses}/{{status_id}}"

@@ -105,5 +105,17 @@ class EmulatorConfig:
     user_token: str | None = None
     """The non-admin user's bearer token; None generates one."""
 
+    oauth_client_id: str = "emu-client-id"
+    """The integration registered for OAuth (``/oauth2/access_token``); more can be added with
+    ``Emulator.oauth.register()``."""
+    oauth_client_secret: str = "emu-client-secret"
+    oauth_redirect_uri: str = "https://integration.example/oauth/callback"
+    access_token_lifetime: float = field(default=86400.0, validator=_positive)
+    """Seconds an OAuth access token lives (the API: 1 day)."""
+    refresh_token_lifetime: float = field(default=90 * 86400.0, validator=_positive)
+    """Seconds an unused refresh token lives (the API: 3 months)."""
+    code_lifetime: float = field(default=1200.0, validator=_positive)
+    """Seconds an authorization code lives (the API: 20 minutes)."""
+
     client_max_size: int = 16 * 1024 * 1024
     shutdown_timeout: float = 2.0

@@ -62,6 +62,11 @@ class Stats:
     """Faults injected, by kind ("500", "reset", "commit-then-drop", "latency", ...)."""
     internal_errors: int = 0
     """Emulator bugs turned into 500s (should stay 0)."""
+    token_requests: int = 0
+    """Requests to ``/oauth2/access_token``, whatever their outcome (also in ``requests``)."""
+    token_grants: dict[str, int] = field(factory=dict)
+    """Tokens issued by the token endpoint, by grant type ("authorization_code",
+    "refresh_token")."""
 
     def count_response(self, status: int) -> None:
         self.responses[status] = self.responses.get(status, 0) + 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import secrets
 from types import TracebackType
+from typing import Any
 
 from aiohttp import web
 
@@ -13,6 +14,7 @@ from .config import EmulatorConfig
 from .faults import FaultInjector
 from .gateway import Runtime
 from .limits import RateLimiter
+from .oauth import OAuthServer
 from .records import RequestLogEntry, Stats
 from .state import AccountState
 
@@ -55,7 +57,16 @@ class Emulator:
             latency_rng=random.Random(None if seed is None else f"latency:{seed}"),
             trace_rng=random.Random(None if seed is None else f"trace:{seed}"),
         )
-        self.app: web.Application = build_app(runtime)
+        self.oauth = OAuthServer(
+            self.state,
+            clock=cfg.clock,
+            access_lifetime=cfg.access_token_lifetime,
+            refresh_lifetime=cfg.refresh_token_lifetime,
+            code_lifetime=cfg.code_lifetime,
+            seed=seed,
+        )
+        self.oauth.register(cfg.oauth_client_id, cfg.oauth_client_secret, cfg.oauth_redirect_uri)
+        self.app: web.Application = build_app(runtime, self.oauth)
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
 
@@ -133,3 +144,23 @@ class Emulator:
 
     def clear_log(self) -> None:
         self.request_log.clear()
+
+    def issue_code(
+        self, *, client_id: str | None = None, admin: bool = True, user_id: int = 1
+    ) -> str:
+        """An authorization code, as an administrator granting access would produce (for
+        ``client_id``; default: the config's client). Exchange it at ``/oauth2/access_token``."""
+        return self.oauth.issue_code(client_id=client_id, admin=admin, user_id=user_id)
+
+    def issue_tokens(
+        self,
+        *,
+        client_id: str | None = None,
+        admin: bool = True,
+        user_id: int = 1,
+        access_lifetime: float | None = None,
+    ) -> dict[str, Any]:
+        """A fresh OAuth token pair without the code step, as the token endpoint's JSON."""
+        return self.oauth.issue_tokens(
+            client_id=client_id, admin=admin, user_id=user_id, access_lifetime=access_lifetime
+        )
