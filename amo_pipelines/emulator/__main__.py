@@ -100,6 +100,14 @@ async def serve(config: EmulatorConfig) -> None:
         print(f"amoCRM emulator listening on {emu.url}", flush=True)
         print(f"admin token: {emu.admin_token}", flush=True)
         print(f"user token: {emu.user_token}", flush=True)
+        # A stand-in account's made-up credentials, printed so OAuth can be tried by hand.
+        config = emu.config
+        print(
+            f"oauth client: id={config.oauth_client_id} secret={config.oauth_client_secret} "
+            f"redirect_uri={config.oauth_redirect_uri}",
+            flush=True,
+        )
+        print(f"authorization code (single use): {emu.issue_code()}", flush=True)
         await stop.wait()
     print("emulator stopped", flush=True)
 
