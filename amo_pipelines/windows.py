@@ -1,0 +1,162 @@
+"""Where the rate limiter's windows live: the grants each key holds, and for how long.
+
+The :class:`~amo_pipelines.ratelimit.RateLimiter` decides who goes next (queues,
+fairness, pauses, penalties); a :class:`WindowStore` only counts. A grant holds its place
+in every window it was asked about from :meth:`WindowStore.acquire` until its answer
+(:meth:`WindowStore.complete`), and for the window's span after that. The protocol is
+async so that a store shared across processes (Redis: one sorted set per key, ``acquire``
+in one Lua script) can replace :class:`InMemoryWindowStore` without touching the limiter.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypeAlias
+
+__all__ = ["Admission", "Denied", "Granted", "InMemoryWindowStore", "Window", "WindowStore"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """One sliding window to check: at most ``limit`` grants within ``span`` seconds."""
+
+    key: str = field(repr=False)  # holds the integration fingerprint: never shown
+    limit: int
+    span: float
+
+
+@dataclass(frozen=True)
+class Granted:
+    """The store recorded a grant at ``at`` in every window it was asked about.
+
+    ``receipt`` is opaque to the limiter: a store may put there whatever it needs to find
+    the grant again in :meth:`WindowStore.refund` (a Redis store: the sorted-set member).
+    """
+
+    at: float
+    windows: tuple[Window, ...] = field(repr=False)
+    receipt: str = ""
+
+
+@dataclass(frozen=True)
+class Denied:
+    """No grant was recorded; all windows allow one in ``retry_after`` seconds at best.
+
+    ``blocking`` holds the indices (into the windows asked about) of the full windows.
+    """
+
+    retry_after: float
+    blocking: tuple[int, ...]
+
+
+Admission: TypeAlias = Granted | Denied
+
+
+class WindowStore(Protocol):
+    """Where the grant times live; async so that a store shared across processes fits.
+
+    Stores count grants only; queueing, fairness, pauses and penalties stay in the
+    :class:`RateLimiter` of each process. A shared store must make :meth:`acquire` atomic
+    (check every window, then record in every window, or record nothing) and should use a
+    clock common to all processes rather than ``now``.
+    """
+
+    async def acquire(self, windows: Sequence[Window], now: float) -> Admission:
+        """Record a grant at ``now`` in all ``windows`` if none is full, else say how long."""
+        ...
+
+    async def complete(self, grant: Granted, at: float) -> None:
+        """The grant's request got its answer at ``at``: count it from then on.
+
+        Until this call a grant holds its place in every window however long it takes,
+        because the server may see the request at any moment before the answer.
+        """
+        ...
+
+    async def refund(self, grant: Granted) -> None:
+        """Forget a grant that was never used (its request was not sent)."""
+        ...
+
+
+@dataclass
+class _Log:
+    span: float
+    times: list[float]  # completion times of answered grants, ascending
+    pending: int = 0  # grants still waiting for their answer: they never expire
+
+
+class InMemoryWindowStore:
+    """The per-process store: a deque of grant times per key.
+
+    ``acquire`` never suspends, so it is atomic on the event loop. Expired times are
+    dropped when a key is used, and all keys are swept now and then, so idle accounts cost
+    nothing. ``now`` must not go backwards (the limiter passes a monotonic clock).
+    """
+
+    _SWEEP_EVERY = 60.0  # seconds of clock time between sweeps of idle keys
+
+    def __init__(self) -> None:
+        self._logs: dict[str, _Log] = {}
+        self._next_sweep: float | None = None
+
+    def __len__(self) -> int:
+        """Number of keys that still hold unexpired grants (as of the last use)."""
+        return len(self._logs)
+
+    def _prune(self, key: str, log: _Log, now: float) -> bool:
+        times = log.times
+        expired = bisect.bisect_right(times, now - log.span)
+        if expired:
+            del times[:expired]
+        if not times and not log.pending:
+            del self._logs[key]
+            return False
+        return True
+
+    async def acquire(self, windows: Sequence[Window], now: float) -> Admission:
+        if self._next_sweep is None or now >= self._next_sweep:
+            for key, old in list(self._logs.items()):
+                self._prune(key, old, now)
+            self._next_sweep = now + self._SWEEP_EVERY
+        blocking: list[int] = []
+        retry_after = 0.0
+        for index, window in enumerate(windows):
+            log = self._logs.get(window.key)
+            if log is None or not self._prune(window.key, log, now):
+                continue
+            log.span = window.span
+            # Once the oldest (count - limit + 1) answered grants expire, one more fits;
+            # if that needs more than are answered, only an answer can tell when.
+            excess = len(log.times) + log.pending - window.limit
+            if excess >= 0:
+                blocking.append(index)
+                wait = (
+                    log.times[excess] + window.span - now if excess < len(log.times) else math.inf
+                )
+                retry_after = max(retry_after, wait)
+        if blocking:
+            return Denied(retry_after=retry_after, blocking=tuple(blocking))
+        for window in windows:
+            log = self._logs.setdefault(window.key, _Log(window.span, []))
+            log.pending += 1
+        return Granted(at=now, windows=tuple(windows))
+
+    async def complete(self, grant: Granted, at: float) -> None:
+        for window in grant.windows:
+            log = self._logs.get(window.key)
+            if log is None or not log.pending:
+                continue
+            log.pending -= 1
+            bisect.insort(log.times, max(at, grant.at))
+
+    async def refund(self, grant: Granted) -> None:
+        for window in grant.windows:
+            log = self._logs.get(window.key)
+            if log is None or not log.pending:
+                continue
+            log.pending -= 1
+            if not log.times and not log.pending:
+                del self._logs[window.key]
