@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from .errors import (
     UnexpectedResponseError,
     error_from_response,
 )
+from .models import Pipeline
 from .pipelines import PipelinesAPI
 from .policies import AuthPolicy, Handler, LoggingPolicy, Policy, chain, current_attempt
 from .ratelimit import RateLimiter
@@ -145,12 +147,19 @@ class AmoClient:
         self.clock = clock
         self.retry = retry or RetryPolicy(clock=clock)
         self.throttle = ThrottlePolicy(
-            account=self.base_url.host or "",
+            # The account's budget is keyed by its origin's host (and port, where one is
+            # given: two emulators on 127.0.0.1 are two accounts).
+            account=(
+                self.base_url.host or ""
+                if self.base_url.explicit_port is None
+                else f"{self.base_url.host}:{self.base_url.explicit_port}"
+            ),
             integration=self._auth.fingerprint,
             limiter=rate_limiter,
             breaker=circuit_breaker,
         )
         self.watermarks = Watermarks()
+        self._seeding: asyncio.Future[list[Pipeline]] | None = None
         self._policies: list[Policy] = [
             self.retry,
             # Outside the throttle: waiting for a token refresh holds no rate-limit slot.
@@ -193,6 +202,25 @@ class AmoClient:
             "max_rounds": self.retry.max_attempts,
             "pause": self._pause,
         }
+
+    async def seed_watermarks(self) -> None:
+        """Learn the highest pipeline and status ids once, for reconciling batch creates.
+
+        One ``pipelines.list()`` embeds every status of the account (ids are unique and
+        increasing account-wide), so concurrent creates into many pipelines share one read
+        instead of listing each pipeline first.
+        """
+        if self.watermarks.pipeline is not None and self.watermarks.status is not None:
+            return
+        if self._seeding is None:
+            self._seeding = asyncio.ensure_future(self.pipelines.list())
+        task = self._seeding
+        try:
+            # Shielded: a cancelled caller must not cancel the read the others wait for.
+            await asyncio.shield(task)
+        finally:
+            if task.done() and self._seeding is task:
+                self._seeding = None
 
     async def _pause(self, round: int) -> None:
         await self.clock.sleep(self.retry.backoff_for(round))

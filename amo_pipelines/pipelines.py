@@ -63,6 +63,8 @@ class PipelinesAPI:
         """
         items = check_batch(pipelines, NewPipeline, MAX_PIPELINES_PER_ACCOUNT, "pipelines")
         options = self._client.batch_options(batch_size, on_ambiguous)
+        if options["on_ambiguous"] == "reconcile":
+            await self._client.seed_watermarks()
         return await BatchCreate(
             items,
             send=self._send_chunk,

@@ -72,6 +72,8 @@ class StatusesAPI:
         path = statuses_path(pipeline_id)
         items = check_batch(statuses, NewStatus, MAX_CUSTOM_STATUSES_PER_PIPELINE, "statuses")
         options = self._client.batch_options(batch_size, on_ambiguous)
+        if options["on_ambiguous"] == "reconcile":
+            await self._client.seed_watermarks()
 
         async def send(chunk: Sequence[NewStatus], request_ids: Sequence[str]) -> list[Status]:
             body = [

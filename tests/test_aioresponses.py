@@ -79,6 +79,7 @@ async def test_body_and_query_are_visible(make_client: Callable[..., AmoClient])
         m.post(status_url, payload=P.statuses_json(P.status_json(request_id="0")))
         m.patch(f"{status_url}/8", payload=P.status_json(id=8, name="Новое"))
         m.get(f"{status_url}?with=descriptions", payload=P.statuses_json(), repeat=True)
+        m.get(PIPELINES, payload=P.pipelines_json(P.pipeline_json()))  # reconcile watermark
         async with make_client(subdomain="example") as amo:
             created = await amo.statuses.create(7, [NewStatus(name="Этап", sort=10)])
             updated = await amo.statuses.update(7, 8, StatusUpdate(name="Новое"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -81,7 +82,20 @@ async def test_without_a_watermark_the_call_reads_the_list_first(
     emu.faults.add(Fault.commit_then_drop(), method="POST", path=STATUSES)
     created = await amo.statuses.create(MAIN, items(3))
     assert len(created) == 3 and all(names_in(emu)[f"S{i}"] == 1 for i in range(3))
-    assert calls(emu) == [("GET", 0), ("POST", 3), ("GET", 0)]
+    assert calls(emu, PIPELINES) == [("GET", 0)]  # the watermark, before anything is sent
+    assert emu.request_log[0].path == PIPELINES
+    assert calls(emu) == [("POST", 3), ("GET", 0)]
+
+
+async def test_concurrent_creates_share_one_watermark_read(amo: AmoClient, emu: Emulator) -> None:
+    pipelines = await amo.pipelines.create([NewPipeline(name=f"P{i}", sort=i) for i in range(5)])
+    fresh = fast_client(emu)  # has seen nothing of the account yet
+    async with fresh:
+        emu.clear_log()
+        await asyncio.gather(*(fresh.statuses.create(p.id, items(3)) for p in pipelines))
+    reads = [e for e in emu.request_log if e.method == "GET"]
+    assert [e.path for e in reads] == [PIPELINES]
+    assert sum(1 for e in emu.request_log if e.method == "POST") == 5
 
 
 async def test_a_pre_existing_status_with_the_same_name_is_not_mistaken_for_ours(

@@ -198,7 +198,8 @@ async def test_post_is_resent_when_it_certainly_was_not_processed(
 async def test_400_on_post_is_final(clock: FakeClock) -> None:
     transport = MockTransport(responses=[problem_response(400, "Request validation failed")])
     async with clocked_client(transport, clock) as amo:
-        transport.add(json_response({"_embedded": {"statuses": []}}))  # the watermark read
+        seen = {**PIPELINE, "_embedded": {"statuses": [STATUS]}}
+        transport.add(json_response({"_embedded": {"pipelines": [seen]}}))  # the watermark
         transport.queue.rotate(1)
         with pytest.raises(BatchError) as info:
             await drive(clock, amo.statuses.create(7, [NewStatus(name="S", sort=1)]))
