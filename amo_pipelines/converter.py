@@ -46,6 +46,18 @@ def _structure_links(value: Any, _: type) -> Links | None:
     return Links(self_=None if link is None else Link(href=link["href"]))
 
 
+def _optional_str(value: Any, _: type) -> str | None:
+    return None if value is None else str(value)
+
+
+def _optional_int(value: Any, _: type) -> int | None:
+    return None if value is None else int(value)
+
+
+def _optional_datetime(value: Any, _: type) -> datetime | None:
+    return None if value is None else _structure_datetime(value, datetime)
+
+
 def make_converter(*, strict: bool = False) -> Converter:
     """A converter for the SDK's models; ``strict`` rejects unknown keys."""
     # Detailed validation (exception groups naming every bad field) costs about a third
@@ -62,6 +74,11 @@ def make_converter(*, strict: bool = False) -> Converter:
     else:
         # Every status carries _links; a direct hook skips two generic dispatches each.
         c.register_structure_hook(Links | None, _structure_links)
+        # Likewise the optional scalars (18 per status list): cattrs' generic Optional
+        # dispatch was the largest single cost of parsing a response.
+        c.register_structure_hook(str | None, _optional_str)
+        c.register_structure_hook(int | None, _optional_int)
+        c.register_structure_hook(datetime | None, _optional_datetime)
     c.register_structure_hook(
         Status,
         make_dict_structure_fn(

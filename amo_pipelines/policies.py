@@ -70,7 +70,12 @@ class AuthPolicy:
             token = await self._provider.token()
         except RETRYABLE_REFRESH_FAILURES as e:
             raise _not_sent(request, e) from e
-        return evolve(request, headers={**request.headers, "authorization": f"Bearer {token}"})
+        return Request(
+            method=request.method,
+            url=request.url,
+            headers={**request.headers, "authorization": f"Bearer {token}"},
+            body=request.body,
+        )
 
     async def send(self, request: Request, next: Handler) -> Response:
         url = request.url

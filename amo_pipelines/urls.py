@@ -19,7 +19,8 @@ DOMAINS = ("amocrm.ru", "amocrm.com", "kommo.com")
 _SUBDOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 # An API path: absolute, segments of unreserved characters only (no dot segments, no
 # percent-escapes, no query or fragment), so it can not point anywhere but where it says.
-_SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
+# One or more "/segment"s of letters, digits, _ and -: no dots, escapes, query or "//".
+_PATH = re.compile(r"(?:/[A-Za-z0-9_-]+)+")
 
 
 def is_loopback(host: str) -> bool:
@@ -99,8 +100,7 @@ def check_path(path: object) -> str:
     and ``-`` (ids are formatted from ints before they get here)."""
     if not isinstance(path, str) or not path.startswith("/"):
         raise InvalidInputError("must be an absolute path like /api/v4/...", field="path")
-    segments = path[1:].split("/")
-    if not all(_SEGMENT.fullmatch(segment) for segment in segments):
+    if not _PATH.fullmatch(path):
         raise InvalidInputError(
             "must consist of segments of letters, digits, _ and - (no dots, escapes, "
             "query or fragment)",
