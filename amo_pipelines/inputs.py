@@ -292,12 +292,6 @@ class NewPipeline:
                 )
             named[status.id] = status.name
 
-    def system_status_names(self) -> dict[int, str]:
-        """Names for 142/143 given either way."""
-        names = {WON_STATUS_ID: self.won_status_name, LOST_STATUS_ID: self.lost_status_name}
-        names.update({s.id: s.name for s in self.statuses if s.id is not None})
-        return {k: v for k, v in names.items() if v is not None}
-
 
 def _require_change(obj: object, names: Sequence[str]) -> None:
     if all(getattr(obj, name) is None for name in names):

@@ -127,15 +127,9 @@ class AccountState:
     def ordered_pipelines(self) -> list[Pipeline]:
         return sorted(self.pipelines.values(), key=lambda p: (p.sort, p.id))
 
-    def main_pipeline(self) -> Pipeline:
-        return next(p for p in self.pipelines.values() if p.is_main)
-
     def status(self, pipeline_id: int, status_id: int) -> Status:
         """The status, or KeyError."""
         return self.pipelines[pipeline_id].statuses[status_id]
-
-    def all_status_ids(self) -> set[int]:
-        return {sid for p in self.pipelines.values() for sid in p.statuses}
 
     def leads(self, pipeline_id: int, status_id: int) -> int:
         return self.status(pipeline_id, status_id).leads
