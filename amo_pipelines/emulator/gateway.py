@@ -106,12 +106,11 @@ def _fault_response(rt: Runtime, fault: Fault) -> web.Response:
     return html(code, proxy_error_page(code))
 
 
-@web.middleware
-async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Log, then: blocked? rate limits, auth, admin check, faults, latency, the handler."""
-    rt = request.app[RUNTIME]
-    now = rt.config.clock()
-    token = _bearer(request)
+async def admit(
+    rt: Runtime, request: web.Request, *, token: str | None, now: float
+) -> tuple[RequestLogEntry, web.Response | None]:
+    """Log an arriving request and read its body; refuse it at once when the body is too
+    large or the account is blocked (then the second item is the response to send)."""
     entry = RequestLogEntry(
         method=request.method,
         path=request.path,
@@ -124,11 +123,23 @@ async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         entry.body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        return _finish(rt, entry, problem(413, "Request body is too large"))
-
+        return entry, _finish(rt, entry, problem(413, "Request body is too large"))
     if rt.limiter.blocked:
         rt.stats.blocked_requests += 1
-        return _finish(rt, entry, html(403, blocked_page(rt.config.subdomain)), "blocked")
+        blocked = html(403, blocked_page(rt.config.subdomain))
+        return entry, _finish(rt, entry, blocked, "blocked")
+    return entry, None
+
+
+@web.middleware
+async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Log, then: blocked? rate limits, auth, admin check, faults, latency, the handler."""
+    rt = request.app[RUNTIME]
+    now = rt.config.clock()
+    token = _bearer(request)
+    entry, refused = await admit(rt, request, token=token, now=now)
+    if refused is not None:
+        return refused
     retry_after = rt.limiter.check(token or "", now)
     if retry_after is not None:
         rt.stats.rate_limited += 1

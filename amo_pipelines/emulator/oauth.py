@@ -22,10 +22,9 @@ from aiohttp import web
 from attrs import define, field
 
 from .config import Clock
-from .faults import Fault, FaultInjector, FaultKind, blocked_page, drop_connection
-from .gateway import RUNTIME, Handler, _fault_response, _finish
-from .records import RequestLogEntry
-from .render import html, problem
+from .faults import Fault, FaultInjector, FaultKind, drop_connection
+from .gateway import RUNTIME, Handler, _fault_response, _finish, admit
+from .render import problem
 from .state import AccountState
 
 TOKEN_PATH = "/oauth2/access_token"
@@ -272,23 +271,10 @@ async def oauth_gateway(request: web.Request, handler: Handler) -> web.StreamRes
         return await handler(request)
     rt = request.app[RUNTIME]
     server = request.app[OAUTH]
-    entry = RequestLogEntry(
-        method=request.method,
-        path=request.path,
-        query=request.query_string,
-        token=None,
-        arrived_at=rt.config.clock(),
-    )
-    rt.log.append(entry)
-    rt.stats.requests += 1
     rt.stats.token_requests += 1
-    try:
-        entry.body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return _finish(rt, entry, problem(413, "Request body is too large"))
-    if rt.limiter.blocked:
-        rt.stats.blocked_requests += 1
-        return _finish(rt, entry, html(403, blocked_page(rt.config.subdomain)), "blocked")
+    entry, turned_away = await admit(rt, request, token=None, now=rt.config.clock())
+    if turned_away is not None:
+        return turned_away
     if request.method != "POST":
         return _finish(rt, entry, problem(405, "Method not allowed"))
 
