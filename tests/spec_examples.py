@@ -17,6 +17,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from amo_pipelines import DescriptionInput, StatusUpdate
+
 SPEC_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "spec"
 PAGES = ("leads-pipelines.ru.md", "leads-pipelines.ru.txt", "leads-pipelines.en.txt")
 
@@ -153,3 +155,23 @@ def pipelines_json(*pipelines: dict[str, Any]) -> dict[str, Any]:
 
 def statuses_json(*statuses: dict[str, Any]) -> dict[str, Any]:
     return {"_total_items": len(statuses), "_embedded": {"statuses": list(statuses)}}
+
+
+def status_update_example() -> StatusUpdate:
+    """The Russian page's status PATCH example (edit, create and delete descriptions) as
+    the SDK's input."""
+    return StatusUpdate(
+        name="Новое название для статуса",
+        color="#c1e0ff",
+        descriptions=[
+            DescriptionInput.create(
+                "newbie", 'Описание статуса "Новое название для статуса" для новичка'
+            ),
+            DescriptionInput.edit(
+                497,
+                "candidate",
+                'Новое описание статуса "Новое название для статуса" для кандидата',
+            ),
+            DescriptionInput.delete(499, "master"),
+        ],
+    )

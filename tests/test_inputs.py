@@ -474,21 +474,7 @@ def test_new_pipeline_always_sends_is_main_and_is_unsorted_on() -> None:
 
 def test_status_update_descriptions_create_edit_delete() -> None:
     example = P.find("leads-pipelines.ru.md", "request", "PATCH", P.STATUS)
-    update = StatusUpdate(
-        name="Новое название для статуса",
-        color="#c1e0ff",
-        descriptions=[
-            DescriptionInput.create(
-                "newbie", 'Описание статуса "Новое название для статуса" для новичка'
-            ),
-            DescriptionInput.edit(
-                497,
-                "candidate",
-                'Новое описание статуса "Новое название для статуса" для кандидата',
-            ),
-            DescriptionInput.delete(499, "master"),
-        ],
-    )
+    update = P.status_update_example()
     assert _plain(converter.unstructure(update)) == example
     assert [d.is_delete for d in update.descriptions or ()] == [False, False, True]
 

@@ -309,21 +309,7 @@ async def test_update_status_with_descriptions(
     status = await amo.statuses.update(
         3177727,
         32392165,
-        StatusUpdate(
-            name="Новое название для статуса",
-            color="#c1e0ff",
-            descriptions=[
-                DescriptionInput.create(
-                    "newbie", 'Описание статуса "Новое название для статуса" для новичка'
-                ),
-                DescriptionInput.edit(
-                    497,
-                    "candidate",
-                    'Новое описание статуса "Новое название для статуса" для кандидата',
-                ),
-                DescriptionInput.delete(499, "master"),
-            ],
-        ),
+        P.status_update_example(),
     )
     check_request(
         transport.requests[0],

@@ -158,24 +158,49 @@ async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _finish(rt, entry, problem(403, "Account administrator rights required"))
 
     fault = rt.faults.pick(request.method, request.path)
-    delay = fault.delay if fault is not None and fault.kind is FaultKind.LATENCY else 0.0
-    if rt.config.latency is not None:
-        delay += rt.latency_rng.uniform(*rt.config.latency)
+    extra = 0.0 if rt.config.latency is None else rt.latency_rng.uniform(*rt.config.latency)
+    instead = await fault_before(rt, request, entry, fault, extra_latency=extra)
+    if instead is not None:
+        return instead
+    return fault_after(rt, request, entry, fault, await _call(rt, request, handler))
+
+
+async def fault_before(
+    rt: Runtime,
+    request: web.Request,
+    entry: RequestLogEntry,
+    fault: Fault | None,
+    *,
+    extra_latency: float = 0.0,
+) -> web.StreamResponse | None:
+    """A fault's part before processing: latency, a reset, or a status sent *instead* of
+    processing. Returns the response to send instead, or ``None`` to go on."""
+    delay = extra_latency
     if fault is not None:
         rt.stats.count_fault(fault.kind.value)
+        if fault.kind is FaultKind.LATENCY:
+            delay += fault.delay
     if delay > 0:
         entry.latency = delay
         await asyncio.sleep(delay)
-
     if fault is not None and fault.kind is FaultKind.RESET:
         entry.outcome = fault.outcome
         drop_connection(request, reset=True)
         return web.Response(status=204)  # never sent: the connection is gone
     if fault is not None and fault.kind.status_code is not None and not fault.commit:
         return _finish(rt, entry, _fault_response(rt, fault), fault.outcome)
+    return None
 
-    response = await _call(rt, request, handler)
 
+def fault_after(
+    rt: Runtime,
+    request: web.Request,
+    entry: RequestLogEntry,
+    fault: Fault | None,
+    response: web.Response,
+) -> web.StreamResponse:
+    """A fault's part after processing: drop the connection (commit-then-drop) or send
+    the fault's status in place of the real answer (``commit=True``)."""
     if fault is not None and fault.kind is FaultKind.COMMIT_THEN_DROP:
         entry.outcome = fault.outcome
         entry.processed_status = response.status

@@ -10,7 +10,6 @@ bearer token and is not rate limited.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import secrets
@@ -22,8 +21,8 @@ from aiohttp import web
 from attrs import define, field
 
 from .config import Clock
-from .faults import Fault, FaultInjector, FaultKind, drop_connection
-from .gateway import RUNTIME, Handler, _fault_response, _finish, admit
+from .faults import Fault, FaultInjector
+from .gateway import RUNTIME, Handler, _finish, admit, fault_after, fault_before
 from .render import problem
 from .state import AccountState
 
@@ -279,17 +278,9 @@ async def oauth_gateway(request: web.Request, handler: Handler) -> web.StreamRes
         return _finish(rt, entry, problem(405, "Method not allowed"))
 
     fault = _scripted(rt.faults, request.method, request.path)
-    if fault is not None:
-        rt.stats.count_fault(fault.kind.value)
-        if fault.kind is FaultKind.LATENCY:
-            entry.latency = fault.delay
-            await asyncio.sleep(fault.delay)
-        elif fault.kind is FaultKind.RESET:
-            entry.outcome = fault.outcome
-            drop_connection(request, reset=True)
-            return web.Response(status=204)  # never sent
-        elif fault.kind.status_code is not None and not fault.commit:
-            return _finish(rt, entry, _fault_response(rt, fault), fault.outcome)
+    instead = await fault_before(rt, request, entry, fault)
+    if instead is not None:
+        return instead
 
     try:
         params = _params(entry.body, request.content_type)
@@ -300,13 +291,4 @@ async def oauth_gateway(request: web.Request, handler: Handler) -> web.StreamRes
         grant_type = params["grant_type"]
         rt.stats.token_grants[grant_type] = rt.stats.token_grants.get(grant_type, 0) + 1
         response = web.json_response(answer)
-
-    if fault is not None and fault.kind is FaultKind.COMMIT_THEN_DROP:
-        entry.outcome = fault.outcome
-        entry.processed_status = response.status
-        drop_connection(request, reset=False)
-        return response  # never sent
-    if fault is not None and fault.kind.status_code is not None:
-        entry.processed_status = response.status
-        return _finish(rt, entry, _fault_response(rt, fault), fault.outcome)
-    return _finish(rt, entry, response)
+    return fault_after(rt, request, entry, fault, response)
