@@ -17,8 +17,9 @@ for one pipeline arriving in either order would interleave. Those are sent one a
 other, in input order.
 
 Ids grow monotonically in amoCRM, so "created since the call began" is "id above the
-highest id the client had seen when the call began" (the watermark). Without one, the call
-reads the current list once before sending. Writes by another process into the same
+highest id the client had seen when the call began" (the watermark); a client that has
+seen nothing reads it first with one ``pipelines.list()`` shared by all its concurrent
+calls (``AmoClient.seed_watermarks``). Writes by another process into the same
 pipeline at the same moment, with the same names, could be mistaken for ours; that is the
 one case reconciliation cannot tell apart.
 """
@@ -117,9 +118,6 @@ class BatchCreate(Generic[I, T]):
         self._errors: dict[int, AmoError] = {}
 
     async def run(self) -> list[T]:
-        if self._on_ambiguous == "reconcile" and self._watermark is None:
-            existing = await self._list_existing()
-            self._watermark = max((r.id for r in existing if r.id > 0), default=0)
         positions = list(range(len(self._items)))
         chunks = [
             positions[i : i + self._batch_size] for i in range(0, len(positions), self._batch_size)

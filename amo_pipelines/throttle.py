@@ -76,8 +76,6 @@ class ThrottlePolicy:
             error = error_from_response(request, response)
             if breaker.is_block(self.account, error):
                 self._open(error)
-        elif response.status < 400:
-            limiter.report_success(self.account)
         return response
 
     def _open(self, cause: ApiError) -> None:
