@@ -12,9 +12,11 @@ It is cattrs' preconfigured orjson converter: bodies are read and written with o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from attrs import frozen
 from cattrs import Converter
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.preconf.orjson import make_converter as make_orjson_converter
@@ -22,14 +24,24 @@ from cattrs.preconf.orjson import make_converter as make_orjson_converter
 from .constants import LOST_STATUS_ID, WON_STATUS_ID, DescriptionLevel, StatusColor
 from .inputs import DescriptionInput, NewPipeline, NewStatus, PipelineUpdate, StatusUpdate
 from .models import (
-    Link,
-    Links,
     Pipeline,
     PipelineCollection,
     Status,
     StatusCollection,
     StatusDescription,
 )
+
+
+@frozen
+class _Link:
+    """The documented shape of a HAL link, for strict structuring only."""
+
+    href: str
+
+
+@frozen
+class _Links:
+    self_: _Link | None = None
 
 
 def _structure_datetime(value: Any, _: type) -> datetime:
@@ -39,11 +51,12 @@ def _structure_datetime(value: Any, _: type) -> datetime:
     return datetime.fromisoformat(value)
 
 
-def _structure_links(value: Any, _: type) -> Links | None:
+def _self_href(value: Any, _: type) -> str | None:
+    """``_links`` -> the URL of its ``self`` link (the only link these entities carry)."""
     if value is None:
         return None
     link = value.get("self")
-    return Links(self_=None if link is None else Link(href=link["href"]))
+    return None if link is None else str(link["href"])
 
 
 def _optional_str(value: Any, _: type) -> str | None:
@@ -55,7 +68,46 @@ def _optional_int(value: Any, _: type) -> int | None:
 
 
 def _optional_datetime(value: Any, _: type) -> datetime | None:
-    return None if value is None else _structure_datetime(value, datetime)
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value)
+
+
+def _register_tuple_of(c: Converter, item: type, *, optional: bool = False) -> None:
+    """A direct hook for ``tuple[item, ...]`` (``| None`` where ``optional``).
+
+    cattrs' generic tuple and Optional hooks look the item's hook up again for every
+    response; binding it once took a sixth off parsing a status list (strict converters
+    keep the generic hooks: they carry detailed validation).
+    """
+    hook = c.get_structure_hook(item)
+    tuple_type: Any = tuple[item, ...]  # type: ignore[valid-type]
+
+    def structure(value: Any, _: type) -> tuple[Any, ...] | None:
+        if value is None and optional:
+            return None
+        return tuple([hook(v, item) for v in value])
+
+    target = tuple_type | None if optional else tuple_type
+    c.register_structure_hook_func(lambda t: t == target, structure)
+
+
+def _strict_self_href(c: Converter) -> Callable[[Any, type], str | None]:
+    """``_links`` checked against its documented shape (no other link, no other key)."""
+    c.register_structure_hook(
+        _Link, make_dict_structure_fn(_Link, c, _cattrs_forbid_extra_keys=True)
+    )
+    links = make_dict_structure_fn(
+        _Links, c, _cattrs_forbid_extra_keys=True, self_=override(rename="self")
+    )
+
+    def structure(value: Any, _: type) -> str | None:
+        if value is None:
+            return None
+        link = links(value, _Links).self_
+        return None if link is None else link.href
+
+    return structure
 
 
 def make_converter(*, strict: bool = False) -> Converter:
@@ -64,37 +116,40 @@ def make_converter(*, strict: bool = False) -> Converter:
     # of the parse time of a pipeline; production only needs to know the body is bad.
     c = make_orjson_converter(forbid_extra_keys=strict, detailed_validation=strict)
     c.register_structure_hook(datetime, _structure_datetime)
-    if strict:
-        c.register_structure_hook(
-            Links,
-            make_dict_structure_fn(
-                Links, c, _cattrs_forbid_extra_keys=strict, self_=override(rename="self")
-            ),
-        )
-    else:
-        # Every status carries _links; a direct hook skips two generic dispatches each.
-        c.register_structure_hook(Links | None, _structure_links)
-        # Likewise the optional scalars (18 per status list): cattrs' generic Optional
-        # dispatch was the largest single cost of parsing a response.
+    if not strict:
+        # The optional scalars (18 per status list): cattrs' generic Optional dispatch was
+        # the largest single cost of parsing a response.
         c.register_structure_hook(str | None, _optional_str)
         c.register_structure_hook(int | None, _optional_int)
         c.register_structure_hook(datetime | None, _optional_datetime)
+    self_href = override(
+        rename="_links", struct_hook=_strict_self_href(c) if strict else _self_href
+    )
+    # Inner classes first: a generated hook binds the hooks of its fields when it is made.
+    c.register_structure_hook(
+        StatusDescription,
+        make_dict_structure_fn(StatusDescription, c, _cattrs_forbid_extra_keys=strict),
+    )
+    if not strict:
+        _register_tuple_of(c, StatusDescription, optional=True)
     c.register_structure_hook(
         Status,
-        make_dict_structure_fn(
-            Status, c, _cattrs_forbid_extra_keys=strict, links=override(rename="_links")
-        ),
+        make_dict_structure_fn(Status, c, _cattrs_forbid_extra_keys=strict, self_href=self_href),
     )
+    if not strict:
+        _register_tuple_of(c, Status)
     c.register_structure_hook(
         Pipeline,
         make_dict_structure_fn(
             Pipeline,
             c,
             _cattrs_forbid_extra_keys=strict,
-            links=override(rename="_links"),
+            self_href=self_href,
             embedded=override(rename="_embedded"),
         ),
     )
+    if not strict:
+        _register_tuple_of(c, Pipeline)
     for collection in (PipelineCollection, StatusCollection):
         c.register_structure_hook(
             collection,
@@ -103,14 +158,10 @@ def make_converter(*, strict: bool = False) -> Converter:
                 c,
                 _cattrs_forbid_extra_keys=strict,
                 total_items=override(rename="_total_items"),
-                links=override(rename="_links"),
+                self_href=self_href,
                 embedded=override(rename="_embedded"),
             ),
         )
-    c.register_structure_hook(
-        StatusDescription,
-        make_dict_structure_fn(StatusDescription, c, _cattrs_forbid_extra_keys=strict),
-    )
     _register_inputs(c)
     return c
 

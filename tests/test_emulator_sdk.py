@@ -315,8 +315,7 @@ async def test_the_account_holds_at_most_50_pipelines(amo: AmoClient, emu: Emula
 
 async def test_hal_links_point_at_the_emulator(amo: AmoClient, emu: Emulator) -> None:
     pipeline = await amo.pipelines.get(MAIN)
-    assert pipeline.links is not None and pipeline.links.self_ is not None
-    assert pipeline.links.self_.href == f"{emu.url}/api/v4/leads/pipelines/{MAIN}"
+    assert pipeline.self_href == f"{emu.url}/api/v4/leads/pipelines/{MAIN}"
     status = pipeline.statuses[0]
-    assert status.links is not None and status.links.self_ is not None
-    assert status.links.self_.href.endswith(f"/statuses/{status.id}")
+    assert status.self_href is not None
+    assert status.self_href.endswith(f"/statuses/{status.id}")

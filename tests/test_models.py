@@ -60,8 +60,7 @@ def _check_status(model: Status, raw: dict[str, Any]) -> None:
     assert model.type == raw["type"]
     assert isinstance(model.type, StatusType)
     assert model.request_id == raw.get("request_id")
-    assert model.links is not None and model.links.self_ is not None
-    assert model.links.self_.href == raw["_links"]["self"]["href"]
+    assert model.self_href == raw["_links"]["self"]["href"]
     if "descriptions" not in raw:
         assert model.descriptions is None
     else:
@@ -77,8 +76,7 @@ def _check_pipeline(model: Pipeline, raw: dict[str, Any]) -> None:
         assert getattr(model, name) == raw[name], name
     assert model.is_archive is raw.get("is_archive", False)
     assert model.request_id == raw.get("request_id")
-    assert model.links is not None and model.links.self_ is not None
-    assert model.links.self_.href == raw["_links"]["self"]["href"]
+    assert model.self_href == raw["_links"]["self"]["href"]
     raw_statuses = raw["_embedded"]["statuses"]
     assert len(model.statuses) == len(raw_statuses)
     for status, raw_status in zip(model.statuses, raw_statuses, strict=True):
@@ -88,9 +86,9 @@ def _check_pipeline(model: Pipeline, raw: dict[str, Any]) -> None:
 def _check_collection(model: Any, raw: dict[str, Any], key: str) -> None:
     assert model.total_items == raw["_total_items"]
     if "_links" in raw:
-        assert model.links.self_.href == raw["_links"]["self"]["href"]
+        assert model.self_href == raw["_links"]["self"]["href"]
     else:
-        assert model.links is None
+        assert model.self_href is None
     items = getattr(model.embedded, key)
     assert len(items) == len(raw["_embedded"][key])
     check = _check_pipeline if key == "pipelines" else _check_status
@@ -179,9 +177,8 @@ def test_pipeline_list_example_values() -> None:
     assert pipeline.status_by_id(1) is None
     # Statuses of a pipeline come without descriptions: None, not an empty tuple.
     assert all(s.descriptions is None for s in pipeline.statuses)
-    assert pipeline.statuses[0].links is not None
-    assert pipeline.statuses[0].links.self_ is not None
-    assert pipeline.statuses[0].links.self_.href.endswith("/3177727/statuses/32392156")
+    assert pipeline.statuses[0].self_href is not None
+    assert pipeline.statuses[0].self_href.endswith("/3177727/statuses/32392156")
 
 
 def test_pipeline_create_example_has_no_is_archive_and_echoes_request_id() -> None:
@@ -207,7 +204,7 @@ def test_status_list_example_with_descriptions() -> None:
     data = P.find(RU, "response", "GET", P.STATUSES)
     collection = strict.structure(data, StatusCollection)
     assert collection.total_items == 5
-    assert collection.links is None
+    assert collection.self_href is None
     statuses = collection.embedded.statuses
     assert [s.id for s in statuses] == [32392156, 32392159, 32392165, 142, 143]
     # Asked with=descriptions: a status without any has an empty tuple, not None.
@@ -280,8 +277,8 @@ def test_kommo_list_example_with_two_pipelines() -> None:
     assert first.is_main and not second.is_main
     assert len(first.custom_statuses) == 4
     assert second.won is not None and second.won.name == "Closed - won"
-    assert first.links is not None and first.links.self_ is not None
-    assert first.links.self_.href.startswith("https://devteam.kommo.com/")
+    assert first.self_href is not None
+    assert first.self_href.startswith("https://devteam.kommo.com/")
 
 
 # --- strict and lenient structuring -----------------------------------------------------
@@ -341,6 +338,16 @@ def _mentions(error: BaseException, key: str) -> bool:
     if isinstance(error, ForbiddenExtraKeysError):
         return key in error.extra_fields
     return any(_mentions(e, key) for e in getattr(error, "exceptions", ()))
+
+
+def test_links_without_a_self_link_give_no_self_href() -> None:
+    data = _status_list()
+    statuses = data["_embedded"]["statuses"]
+    statuses[0]["_links"] = {}
+    del statuses[1]["_links"]
+    parsed = converter.structure(data, StatusCollection).embedded.statuses
+    assert (parsed[0].self_href, parsed[1].self_href) == (None, None)
+    assert parsed[2].self_href == statuses[2]["_links"]["self"]["href"]
 
 
 def test_lenient_converter_keeps_an_unknown_status_type() -> None:
