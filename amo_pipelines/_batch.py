@@ -220,9 +220,12 @@ class Watermarks:
 
     def see_pipelines(self, pipelines: Sequence[Pipeline]) -> None:
         for pipeline in pipelines:
-            self.pipeline = max(self.pipeline or 0, pipeline.id)
+            if self.pipeline is None or pipeline.id > self.pipeline:
+                self.pipeline = pipeline.id
             self.see_statuses(pipeline.statuses)
 
     def see_statuses(self, statuses: Sequence[Status]) -> None:
         if statuses:
-            self.status = max(self.status or 0, *(s.id for s in statuses))
+            top = max([s.id for s in statuses])
+            if self.status is None or top > self.status:
+                self.status = top

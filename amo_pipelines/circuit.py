@@ -58,7 +58,7 @@ class CircuitBreaker:
 
     def check(self, account: str, request: Request) -> None:
         """Raise :class:`AccountBlockedError` (nothing sent) if the circuit is open."""
-        if self.is_open(account):
+        if self._open and self.is_open(account):
             raise self.refusal(account, request)
 
     def refusal(self, account: str, request: Request) -> AccountBlockedError:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import functools
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -36,6 +37,11 @@ from .transport.base import Request, Response, Transport
 from .urls import account_url, check_path
 
 USER_AGENT = "amo_pipelines/0.1"
+_HEADERS = {
+    "accept": "application/hal+json, application/problem+json, application/json",
+    "user-agent": USER_AGENT,
+}
+_JSON_HEADERS = {**_HEADERS, "content-type": "application/json"}
 T = TypeVar("T")
 
 
@@ -173,6 +179,10 @@ class AmoClient:
             self._token_endpoint = _TokenEndpoint(self)
             self._auth.attach(self._token_endpoint)
         self._closed = False
+        # The same few URLs come up again and again: reusing the URL object skips
+        # rebuilding it and keeps the values yarl caches on it (host, origin, path and
+        # query strings) warm for aiohttp.
+        self._url = functools.lru_cache(maxsize=1024)(self._build_url)
         self.pipelines = PipelinesAPI(self)
         self.statuses = StatusesAPI(self)
 
@@ -262,6 +272,10 @@ class AmoClient:
         if self._owns_transport:
             await self._transport.aclose()
 
+    def _build_url(self, path: str, query: Mapping[str, str] | Sequence[tuple[str, str]]) -> URL:
+        url = self.base_url.with_path(check_path(path))
+        return url.with_query(query) if query else url
+
     async def request(
         self,
         method: str,
@@ -274,15 +288,15 @@ class AmoClient:
         the :class:`ApiError` subclass for the status."""
         if self._closed:
             raise ClientClosedError("this AmoClient is closed")
-        headers = {"accept": "application/hal+json, application/problem+json, application/json"}
-        headers["user-agent"] = USER_AGENT
+        headers = _HEADERS  # Request copies it
         body = None
         if json is not None:
             body = _json.dumps(json)
-            headers["content-type"] = "application/json"
-        url = self.base_url.with_path(check_path(path))
-        if query:
-            url = url.with_query(query)
+            headers = _JSON_HEADERS
+        try:
+            url = self._url(path, tuple(query.items()) if query else ())
+        except TypeError:  # an unhashable query value (a list of values): build it afresh
+            url = self._build_url(path, query or ())
         request = Request(method=method, url=url, headers=headers, body=body)
         response = await self._handler(request)
         if 200 <= response.status < 300:
@@ -306,28 +320,30 @@ class AmoClient:
         :class:`UnexpectedResponseError`, never a stray parsing exception.
         """
         response = await self.request(method, path, query=query, json=json)
-        where = {"status": response.status, "method": method, "path": path}
         if response.status == 204 or not response.body:
             if allow_empty:
                 return None
-            raise UnexpectedResponseError(detail="expected a JSON body, got none", **where)
+            raise _unexpected(response, method, path, "expected a JSON body, got none")
         try:
             data = _json.loads(response.body)
         except (ValueError, UnicodeDecodeError) as e:
-            raise UnexpectedResponseError(
-                detail=f"expected JSON, got {response.content_type or 'no content type'}",
-                body=response.body,
-                content_type=response.content_type,
-                **where,
-            ) from e
+            kind = response.content_type or "no content type"
+            raise _unexpected(response, method, path, f"expected JSON, got {kind}") from e
         try:
             if not isinstance(data, dict):
                 raise TypeError(f"a JSON {type(data).__name__}, not an object")
             return converter.structure(data, model)
         except Exception as e:
-            raise UnexpectedResponseError(
-                detail=f"the body is not a {model.__name__}: {type(e).__name__}",
-                body=response.body,
-                content_type=response.content_type,
-                **where,
-            ) from e
+            detail = f"the body is not a {model.__name__}: {type(e).__name__}"
+            raise _unexpected(response, method, path, detail) from e
+
+
+def _unexpected(response: Response, method: str, path: str, detail: str) -> UnexpectedResponseError:
+    return UnexpectedResponseError(
+        status=response.status,
+        method=method,
+        path=path,
+        detail=detail,
+        body=response.body,
+        content_type=response.content_type,
+    )

@@ -46,6 +46,8 @@ def check_int(value: object, where: str) -> int:
 
 def check_id(value: object, where: str = "id") -> int:
     """A path or entity id: a positive int, never a string that could reshape a URL."""
+    if type(value) is int and value > 0:  # every well-formed call, so checked first
+        return value
     number = check_int(value, where)
     if number <= 0:
         raise InvalidInputError(f"must be a positive int, got {number!r}", field=where)

@@ -185,6 +185,8 @@ class _Account:
         self.factor = 1.0  # share of the configured counts allowed (penalties)
         self.factor_since = -math.inf  # last penalty or recovery step
         self.penalized_at = -math.inf
+        # integration -> (factor, its windows): built once per factor, not per request
+        self.windows: dict[str | None, tuple[float, tuple[Window, ...]]] = {}
 
     def carry_over(self) -> _Account:
         """A copy without loop-bound state: pauses and penalties outlive an event loop."""
@@ -334,7 +336,8 @@ class RateLimiter:
     @property
     def active_accounts(self) -> int:
         """Accounts with live state (queued, in flight, paused or penalised)."""
-        return len(self._accounts)
+        now = self._clock.now()
+        return sum(1 for acct in self._accounts.values() if not self._is_idle(acct, now))
 
     def slot(self, account: str, integration: str | None = None) -> Slot:
         """An async context manager that holds one request's place for ``account``.
@@ -415,17 +418,23 @@ class RateLimiter:
         return (
             f"RateLimiter(integration_limit={self._integration_limit!r}, "
             f"account_limit={self._account_limit!r}, margin={self._margin!r}, "
-            f"max_in_flight={self._max_in_flight!r}, active_accounts={len(self._accounts)})"
+            f"max_in_flight={self._max_in_flight!r}, active_accounts={self.active_accounts})"
         )
 
     # ------------------------------------------------------------------ acquiring
 
     async def _acquire(self, account: str, integration: str | None) -> tuple[_Account, Granted]:
-        self._bind_loop()
-        acct = self._account(account)
+        """Wait for a grant and an in-flight place; :meth:`_finish` gives the place back.
+
+        The two halves of :class:`Slot`; the throttle policy calls them directly, as this
+        runs on every request.
+        """
+        loop_ref = self._loop_ref
+        if loop_ref is None or loop_ref() is not asyncio.get_running_loop():
+            self._bind_loop()
+        acct = self._accounts.get(account) or self._account(account)
         # Fast path: nobody is queued, so asking the store directly keeps FIFO order.
-        idle = not acct.queue and acct.pump is None and not acct.refunds
-        if idle:
+        if not acct.queue and acct.pump is None and not acct.refunds:
             grant = await self._try_now(acct, integration)
             if grant is not None:
                 return acct, grant
@@ -451,7 +460,9 @@ class RateLimiter:
 
     async def _try_now(self, acct: _Account, integration: str | None) -> Granted | None:
         now = self._clock.now()
-        if now < acct.paused_until or self._in_flight_full(acct):
+        if now < acct.paused_until or (
+            self._max_in_flight is not None and acct.in_flight >= self._max_in_flight
+        ):
             return None
         acct.in_flight += 1  # reserved across the store call
         try:
@@ -477,11 +488,11 @@ class RateLimiter:
             self._release(acct)
 
     def _release(self, acct: _Account) -> None:
+        # An account that goes idle here is kept (with its cached windows) for its next
+        # request; the sweep in _account forgets idle ones once there are many.
         acct.in_flight -= 1
         if acct.queue:
             self._kick(acct)
-        else:
-            self._forget_if_idle(acct)
 
     # ------------------------------------------------------------------ the pump
 
@@ -584,7 +595,10 @@ class RateLimiter:
 
     def _windows(self, acct: _Account, integration: str | None, now: float) -> tuple[Window, ...]:
         """The windows a request must fit in; the account window, if any, comes last."""
-        factor = self._factor(acct, now)
+        factor = 1.0 if acct.factor >= 1.0 else self._factor(acct, now)
+        cached = acct.windows.get(integration)
+        if cached is not None and cached[0] == factor:
+            return cached[1]  # the same keys and counts as last time: skip rebuilding them
         windows: list[Window] = []
         if self._integration_limit is not None and integration is not None:
             limit = self._integration_limit
@@ -594,7 +608,11 @@ class RateLimiter:
             limit = self._account_limit
             key = f"a|{acct.name}"
             windows.append(Window(key, _scaled(limit.count, factor), limit.period + self._margin))
-        return tuple(windows)
+        if len(acct.windows) >= 64:  # many tokens on one busy account: start afresh
+            acct.windows.clear()
+        result = tuple(windows)
+        acct.windows[integration] = (factor, result)
+        return result
 
     def _factor(self, acct: _Account, now: float) -> float:
         """The account's current share of the configured counts, after recovery steps."""
@@ -619,14 +637,15 @@ class RateLimiter:
             acct = self._accounts[name] = _Account(name)
         return acct
 
+    def _is_idle(self, acct: _Account, now: float) -> bool:
+        """Nothing in the account's state matters any more: it may be forgotten."""
+        if acct.has_loop_state() or acct.paused_until > now:
+            return False
+        return self._factor(acct, now) >= 1.0
+
     def _forget_if_idle(self, acct: _Account) -> None:
-        """Drop an account's state once nothing in it matters any more."""
-        if self._accounts.get(acct.name) is not acct or acct.has_loop_state():
-            return
-        now = self._clock.now()
-        if acct.paused_until > now or self._factor(acct, now) < 1.0:
-            return
-        del self._accounts[acct.name]
+        if self._accounts.get(acct.name) is acct and self._is_idle(acct, self._clock.now()):
+            del self._accounts[acct.name]
 
     def _bind_loop(self) -> None:
         """Tie the limiter to the running loop; move on from a loop that is gone."""

@@ -59,12 +59,16 @@ class ThrottlePolicy:
         breaker, limiter = self.breaker, self.limiter
         breaker.check(self.account, request)
         try:
-            async with limiter.slot(account=self.account, integration=self._integration):
-                # The circuit may have opened while this request waited for its slot.
-                breaker.check(self.account, request)
-                response = await next(request)
+            # limiter.slot() without the context manager's frames (every request is here)
+            held, grant = await limiter._acquire(self.account, self._integration)
         except _CircuitOpened:
             raise breaker.refusal(self.account, request) from None
+        try:
+            # The circuit may have opened while this request waited for its slot.
+            breaker.check(self.account, request)
+            response = await next(request)
+        finally:
+            await limiter._finish(held, grant)
         if response.status == 429:
             error = error_from_response(request, response)
             assert isinstance(error, RateLimitedError)

@@ -390,6 +390,52 @@ async def test_query_reaches_the_server(api: tuple[Api, str], token: str) -> Non
     assert server.seen[1]["path"] == f"{PIPELINES}/9/statuses"
 
 
+async def test_urls_are_reused_per_path_and_query(token: str) -> None:
+    transport = MockTransport(lambda request: json_response({}))
+    base = "https://acme.amocrm.ru"
+    path = f"{PIPELINES}/1"
+    async with AmoClient(base_url=base, access_token=token, transport=transport) as amo:
+        await amo.request("GET", path)
+        await amo.request("GET", path)
+        await amo.request("GET", path, query={"with": "descriptions"})
+        await amo.request("GET", path, query={"with": ["a", "b"]})  # type: ignore[dict-item]
+        for _ in range(2):  # a refused path is refused every time, never remembered
+            with pytest.raises(InvalidInputError):
+                await amo.request("GET", f"{PIPELINES}/../1")
+    urls = [str(request.url) for request in transport.requests]
+    assert urls == [
+        f"{base}{path}",
+        f"{base}{path}",
+        f"{base}{path}?with=descriptions",
+        f"{base}{path}?with=a&with=b",
+    ]
+    assert transport.requests[0].url is transport.requests[1].url
+
+
+def test_request_headers_are_lower_cased_and_copied() -> None:
+    url = URL("https://acme.amocrm.ru/api/v4/leads/pipelines")
+    mixed = {"Accept": "application/json", "X-Trace": "1"}
+    assert dict(Request(method="GET", url=url, headers=mixed).headers) == {
+        "accept": "application/json",
+        "x-trace": "1",
+    }
+    lower = {"accept": "application/json"}
+    request = Request(method="GET", url=url, headers=lower)
+    lower["accept"] = "text/html"  # the caller's dict changes; the request does not
+    assert dict(request.headers) == {"accept": "application/json"}
+
+
+async def test_response_headers_from_aiohttp_are_a_lower_cased_dict(
+    api: tuple[Api, str], token: str
+) -> None:
+    _, url = api
+    async with AmoClient(base_url=url, access_token=token) as amo:
+        response = await amo.request("GET", f"{PIPELINES}/9")
+    assert type(response.headers) is dict
+    assert response.headers["content-type"].startswith("application/hal+json")
+    assert all(name == name.lower() for name in response.headers)
+
+
 @pytest.mark.parametrize("status", [302, 307])
 async def test_redirects_are_not_followed(api: tuple[Api, str], token: str, status: int) -> None:
     server, url = api

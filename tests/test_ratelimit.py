@@ -844,3 +844,27 @@ async def test_fake_clock_forgets_cancelled_sleepers_and_never_goes_back() -> No
     await clock.advance_to(2.0)
     await clock.advance_to(1.0)
     assert clock.now() == 2.0
+
+
+async def test_idle_accounts_are_kept_for_their_next_request_but_bounded() -> None:
+    clock = FakeClock()
+    limiter = make(clock, integration_limit=None, account_limit=None, max_in_flight=None)
+    for i in range(1000):  # a worker serving many accounts, one request each
+        async with limiter.slot(f"acct-{i}.amocrm.ru", KEY):
+            pass
+        assert limiter.active_accounts == 0  # idle state is not live state
+    # The memory bound is the behaviour under test, and it has no public view.
+    assert len(limiter._accounts) <= 64
+    limiter.penalize("acct-999.amocrm.ru")  # a kept account still takes a penalty
+    assert limiter.active_accounts == 1
+
+
+async def test_many_tokens_on_one_busy_account_keep_the_window_cache_bounded() -> None:
+    clock = FakeClock()
+    limiter = make(clock, account_limit=None, max_in_flight=None)
+    async with limiter.slot(ACCOUNT, "held"):  # keeps the account busy throughout
+        for i in range(200):
+            async with limiter.slot(ACCOUNT, f"fp-{i}"):
+                pass
+        assert len(limiter._accounts[ACCOUNT].windows) <= 64  # no public view either
+    assert limiter.stats(ACCOUNT).in_flight == 0

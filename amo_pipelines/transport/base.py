@@ -14,6 +14,10 @@ from yarl import URL
 
 
 def _lower_keys(headers: Mapping[str, str]) -> Mapping[str, str]:
+    # Always a copy (a frozen request must not share the caller's dict). Names the SDK
+    # builds are lower-case already, and checking that is cheaper than lowering them.
+    if type(headers) is dict and all(map(str.islower, headers)):
+        return headers.copy()
     return {k.lower(): v for k, v in headers.items()}
 
 
