@@ -127,6 +127,10 @@ class AccountState:
     def ordered_pipelines(self) -> list[Pipeline]:
         return sorted(self.pipelines.values(), key=lambda p: (p.sort, p.id))
 
+    def main_pipeline(self) -> Pipeline:
+        """The account's main pipeline (there is always one; the benchmarks start there)."""
+        return next(p for p in self.pipelines.values() if p.is_main)
+
     def status(self, pipeline_id: int, status_id: int) -> Status:
         """The status, or KeyError."""
         return self.pipelines[pipeline_id].statuses[status_id]

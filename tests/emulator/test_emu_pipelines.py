@@ -21,6 +21,12 @@ async def create(api: Any, *items: Any) -> list[dict[str, Any]]:
     return result
 
 
+async def test_state_names_the_main_pipeline_for_in_process_users(api: Any, emu: Any) -> None:
+    # The benchmarks start from it; an account always has exactly one.
+    listed = (await api.get(PIPELINES)).json["_embedded"]["pipelines"]
+    assert emu.state.main_pipeline().id == next(p["id"] for p in listed if p["is_main"])
+
+
 async def test_create_several_echoes_index_request_ids(api: Any, emu: Any) -> None:
     created = await create(api, pipeline("A", 30), pipeline("B", 20), pipeline("C", 25))
     assert [p["request_id"] for p in created] == ["0", "1", "2"]
