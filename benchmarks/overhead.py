@@ -126,6 +126,25 @@ class Clients:
     def sdk_call(self, endpoint: Endpoint) -> Call:
         return sdk_call(self.sdk, endpoint)
 
+    async def record(self, endpoint: Endpoint) -> Response:
+        """The emulator's answer to ``endpoint``, to replay without a network."""
+        async with self.session.get(
+            self.url + endpoint.path, params=endpoint.query, headers=self.headers
+        ) as response:
+            body = await response.read()
+            return Response(status=response.status, headers=dict(response.headers), body=body)
+
+    def replaying(self, recorded: Response) -> tuple[AmoClient, MockTransport]:
+        """An SDK client (limits off) whose transport answers everything with ``recorded``."""
+        transport = MockTransport(lambda _request: recorded)
+        amo = AmoClient(
+            base_url=self.url,
+            access_token=self.token,
+            transport=transport,
+            rate_limiter=no_limits(),
+        )
+        return amo, transport
+
     def peer_call(self, endpoint: Endpoint) -> Call | None:
         amo = self.peer
         if endpoint.model is Pipeline:
@@ -219,21 +238,11 @@ async def _decompose(clients: Clients) -> list[tuple[str, float, float, float, f
     each keeps its best round, so a burst of load from elsewhere hits none of them for good."""
     rows = []
     for endpoint in ENDPOINTS:
-        async with clients.session.get(
-            clients.url + endpoint.path, params=endpoint.query, headers=clients.headers
-        ) as response:
-            recorded = Response(
-                status=response.status, headers=dict(response.headers), body=await response.read()
-            )
+        recorded = await clients.record(endpoint)
         body, model = recorded.body, endpoint.model
         data = _json.loads(body)
-        transport = MockTransport(lambda _request, recorded=recorded: recorded)
-        async with AmoClient(
-            base_url=clients.url,
-            access_token=clients.token,
-            transport=transport,
-            rate_limiter=no_limits(),
-        ) as amo:
+        amo, transport = clients.replaying(recorded)
+        async with amo:
             call = sdk_call(amo, endpoint)
             for _ in range(200):
                 await call()
@@ -330,19 +339,8 @@ async def _profiles(clients: Clients) -> list[Profile]:
         clients.sdk_call(endpoint),
         PROFILED_CALLS,
     )
-    async with clients.session.get(
-        clients.url + endpoint.path, params=endpoint.query, headers=clients.headers
-    ) as response:
-        recorded = Response(
-            status=response.status, headers=dict(response.headers), body=await response.read()
-        )
-    transport = MockTransport(lambda _request: recorded)
-    async with AmoClient(
-        base_url=clients.url,
-        access_token=clients.token,
-        transport=transport,
-        rate_limiter=no_limits(),
-    ) as amo:
+    amo, transport = clients.replaying(await clients.record(endpoint))
+    async with amo:
         call = sdk_call(amo, endpoint)
 
         async def forgetful() -> object:
