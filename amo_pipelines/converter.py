@@ -68,9 +68,7 @@ def _optional_int(value: Any, _: type) -> int | None:
 
 
 def _optional_datetime(value: Any, _: type) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(value)
+    return None if value is None else _structure_datetime(value, datetime)
 
 
 def _register_tuple_of(c: Converter, item: type, *, optional: bool = False) -> None:

@@ -429,10 +429,8 @@ class RateLimiter:
         The two halves of :class:`Slot`; the throttle policy calls them directly, as this
         runs on every request.
         """
-        loop_ref = self._loop_ref
-        if loop_ref is None or loop_ref() is not asyncio.get_running_loop():
-            self._bind_loop()
-        acct = self._accounts.get(account) or self._account(account)
+        self._bind_loop()
+        acct = self._account(account)
         # Fast path: nobody is queued, so asking the store directly keeps FIFO order.
         if not acct.queue and acct.pump is None and not acct.refunds:
             grant = await self._try_now(acct, integration)
@@ -460,9 +458,7 @@ class RateLimiter:
 
     async def _try_now(self, acct: _Account, integration: str | None) -> Granted | None:
         now = self._clock.now()
-        if now < acct.paused_until or (
-            self._max_in_flight is not None and acct.in_flight >= self._max_in_flight
-        ):
+        if now < acct.paused_until or self._in_flight_full(acct):
             return None
         acct.in_flight += 1  # reserved across the store call
         try:
