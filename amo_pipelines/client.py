@@ -33,15 +33,18 @@ from .retry import RetryPolicy
 from .statuses import StatusesAPI
 from .throttle import ThrottlePolicy
 from .transport.aiohttp import AiohttpTransport
-from .transport.base import Request, Response, Transport
+from .transport.base import Request, Response, Transport, sealed_headers
 from .urls import account_url, check_path
 
 USER_AGENT = "amo_pipelines/0.1"
-_HEADERS = {
-    "accept": "application/hal+json, application/problem+json, application/json",
-    "user-agent": USER_AGENT,
-}
-_JSON_HEADERS = {**_HEADERS, "content-type": "application/json"}
+# Sealed once: every request takes them as they are, without a copy.
+_HEADERS = sealed_headers(
+    {
+        "accept": "application/hal+json, application/problem+json, application/json",
+        "user-agent": USER_AGENT,
+    }
+)
+_JSON_HEADERS = sealed_headers({**_HEADERS, "content-type": "application/json"})
 T = TypeVar("T")
 
 
@@ -288,7 +291,7 @@ class AmoClient:
         the :class:`ApiError` subclass for the status."""
         if self._closed:
             raise ClientClosedError("this AmoClient is closed")
-        headers = _HEADERS  # Request copies it
+        headers = _HEADERS
         body = None
         if json is not None:
             body = _json.dumps(json)

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from functools import partial
 from typing import Protocol
 
 from attrs import evolve
+from multidict import CIMultiDictProxy
 from yarl import URL
 
 from .auth import AuthProvider
@@ -22,7 +23,7 @@ from .errors import (
     TransportError,
     UnexpectedResponseError,
 )
-from .transport.base import Request, Response, Transport
+from .transport.base import Request, Response, Transport, sealed_headers
 
 logger = logging.getLogger("amo_pipelines")
 
@@ -64,6 +65,20 @@ class AuthPolicy:
     def __init__(self, provider: AuthProvider, origin: URL) -> None:
         self._provider = provider
         self._origin = (origin.scheme, origin.host, origin.port)
+        # Requests carry one of a few header sets the client sealed once: each set's
+        # signed copy is kept for the current token instead of being rebuilt per request.
+        self._signed: dict[int, tuple[Mapping[str, str], str, Mapping[str, str]]] = {}
+
+    def _sign(self, headers: Mapping[str, str], token: str) -> Mapping[str, str]:
+        cached = self._signed.get(id(headers))
+        if cached is not None and cached[0] is headers and cached[1] == token:
+            return cached[2]
+        signed = sealed_headers({**headers, "authorization": f"Bearer {token}"})
+        if type(headers) is CIMultiDictProxy:  # sealed: it cannot change under the cache
+            if len(self._signed) >= 8:
+                self._signed.clear()
+            self._signed[id(headers)] = (headers, token, signed)
+        return signed
 
     async def _with_token(self, request: Request) -> Request:
         try:
@@ -73,7 +88,7 @@ class AuthPolicy:
         return Request(
             method=request.method,
             url=request.url,
-            headers={**request.headers, "authorization": f"Bearer {token}"},
+            headers=self._sign(request.headers, token),
             body=request.body,
         )
 
@@ -81,7 +96,7 @@ class AuthPolicy:
         url = request.url
         if (url.scheme, url.host, url.port) != self._origin:
             # The token belongs to one account; it never travels anywhere else.
-            headers = {k: v for k, v in request.headers.items() if k != "authorization"}
+            headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
             return await next(evolve(request, headers=headers))
         sent = await self._with_token(request)
         response = await next(sent)

@@ -462,7 +462,7 @@ class RateLimiter:
             return None
         acct.in_flight += 1  # reserved across the store call
         try:
-            admission = await self._store.acquire(self._windows(acct, integration, now), now)
+            admission = await self._admit(self._windows(acct, integration, now), now)
         except BaseException:
             acct.in_flight -= 1
             self._forget_if_idle(acct)
@@ -475,7 +475,8 @@ class RateLimiter:
     async def _finish(self, acct: _Account, grant: Granted) -> None:
         """The request is answered (or failed): its windows count it from now on."""
         try:
-            await self._store.complete(grant, self._clock.now())
+            if grant.windows:
+                await self._store.complete(grant, self._clock.now())
         except Exception as exc:
             # The answer is already here: a bookkeeping failure must not replace it.
             # The grant then stays pending in the store, which errs on the safe side.
@@ -533,7 +534,7 @@ class RateLimiter:
     async def _scan(self, acct: _Account) -> float | None:
         """One pass over the queue in arrival order; returns when to look again."""
         while acct.refunds:
-            await self._store.refund(acct.refunds.pop())
+            await self._refund(acct.refunds.pop())
         now = self._clock.now()
         if now < acct.paused_until:
             return acct.paused_until
@@ -548,14 +549,14 @@ class RateLimiter:
             windows = self._windows(acct, waiter.integration, now)
             acct.in_flight += 1
             try:
-                admission = await self._store.acquire(windows, now)
+                admission = await self._admit(windows, now)
             except BaseException:
                 acct.in_flight -= 1
                 raise
             if isinstance(admission, Granted):
                 if waiter.future.done():  # cancelled while the store was answering
                     acct.in_flight -= 1
-                    await self._store.refund(admission)
+                    await self._refund(admission)
                 else:
                     del acct.queue[waiter.seq]
                     waiter.future.set_result(admission)
@@ -588,6 +589,17 @@ class RateLimiter:
         return len(waiters)
 
     # ------------------------------------------------------------------ helpers
+
+    async def _admit(self, windows: tuple[Window, ...], now: float) -> Admission:
+        if not windows:
+            # No limit applies (both are off): there is nothing for the store to count,
+            # and a shared store would only add a round trip to every request.
+            return Granted(at=now, windows=windows)
+        return await self._store.acquire(windows, now)
+
+    async def _refund(self, grant: Granted) -> None:
+        if grant.windows:
+            await self._store.refund(grant)
 
     def _windows(self, acct: _Account, integration: str | None, now: float) -> tuple[Window, ...]:
         """The windows a request must fit in; the account window, if any, comes last."""

@@ -72,7 +72,10 @@ class RetryPolicy:
         response: Response | None = None,
         error: BaseException | None = None,
     ) -> float | None:
-        """Seconds to wait before the next attempt, or ``None`` not to retry."""
+        """Seconds to wait before the next attempt, or ``None`` not to retry.
+
+        Asked after every failed attempt: an error, or a response that is not a 2xx.
+        """
         if attempt >= self.max_attempts:
             return None
         idempotent = request.method in IDEMPOTENT_METHODS
@@ -102,6 +105,8 @@ class RetryPolicy:
                 maybe_done = maybe_done or e.may_have_been_processed
                 outcome = type(e).__name__
             else:
+                if response.status < 300:
+                    return response  # a success is final: no hook is asked to retry it
                 if maybe_done and request.method == "DELETE" and response.status == 404:
                     # The first copy deleted it; the entity is gone, as asked.
                     return Response(status=204, headers={"x-amo-pipelines-note": "deleted"})

@@ -26,6 +26,7 @@ from amo_pipelines import (
     AmoClient,
     ApiError,
     InvalidInputError,
+    LongLivedToken,
     NewPipeline,
     NewStatus,
     PipelineUpdate,
@@ -39,6 +40,7 @@ from amo_pipelines import (
     UnauthorizedError,
 )
 from amo_pipelines.testing import MockTransport, json_response, problem_response
+from amo_pipelines.transport import sealed_headers
 
 PIPELINES = "/api/v4/leads/pipelines"
 
@@ -425,15 +427,56 @@ def test_request_headers_are_lower_cased_and_copied() -> None:
     assert dict(request.headers) == {"accept": "application/json"}
 
 
-async def test_response_headers_from_aiohttp_are_a_lower_cased_dict(
+def test_sealed_headers_are_taken_as_they_are() -> None:
+    url = URL("https://acme.amocrm.ru/api/v4/leads/pipelines")
+    sealed = sealed_headers({"Accept": "application/json"})
+    request = Request(method="GET", url=url, headers=sealed)
+    assert request.headers is sealed
+    assert request.headers["accept"] == "application/json"
+    with pytest.raises(TypeError):
+        request.headers["accept"] = "text/html"  # type: ignore[index]
+
+
+async def test_response_headers_from_aiohttp_are_read_only_and_case_insensitive(
     api: tuple[Api, str], token: str
 ) -> None:
     _, url = api
     async with AmoClient(base_url=url, access_token=token) as amo:
         response = await amo.request("GET", f"{PIPELINES}/9")
-    assert type(response.headers) is dict
     assert response.headers["content-type"].startswith("application/hal+json")
-    assert all(name == name.lower() for name in response.headers)
+    assert response.headers["Content-Type"] == response.headers["content-type"]
+    assert response.content_type == "application/hal+json"
+    with pytest.raises(TypeError):
+        response.headers["content-type"] = "text/html"  # type: ignore[index]
+
+
+async def test_each_header_set_is_signed_with_the_current_token() -> None:
+    class SwitchingToken(LongLivedToken):
+        current = "tok-1"
+
+        async def token(self) -> str:
+            return self.current
+
+    auth = SwitchingToken("tok-1")
+    transport = MockTransport(lambda request: Response(status=204))
+    async with AmoClient(subdomain="example", auth=auth, transport=transport) as amo:
+        await amo.request("GET", PIPELINES)
+        await amo.request("PATCH", f"{PIPELINES}/9", json={"name": "a"})
+        auth.current = "tok-2"
+        await amo.request("GET", PIPELINES)
+        await amo.request("PATCH", f"{PIPELINES}/9", json={"name": "b"})
+        await amo.request("GET", PIPELINES)
+    seen = [
+        (r.method, r.headers["authorization"], r.headers.get("content-type"))
+        for r in transport.requests
+    ]
+    assert seen == [
+        ("GET", "Bearer tok-1", None),
+        ("PATCH", "Bearer tok-1", "application/json"),
+        ("GET", "Bearer tok-2", None),
+        ("PATCH", "Bearer tok-2", "application/json"),
+        ("GET", "Bearer tok-2", None),
+    ]
 
 
 @pytest.mark.parametrize("status", [302, 307])

@@ -105,6 +105,38 @@ async def test_idempotent_methods_are_retried(
     assert transport.requests[0].body == transport.requests[1].body
 
 
+async def test_a_subclass_hook_decides_failures_and_never_sees_a_success(
+    clock: FakeClock,
+) -> None:
+    asked: list[int | None] = []
+
+    class RetryConflicts(RetryPolicy):
+        def delay_for(
+            self,
+            *,
+            request: Request,
+            attempt: int,
+            response: Response | None = None,
+            error: BaseException | None = None,
+        ) -> float | None:
+            asked.append(None if response is None else response.status)
+            if response is not None and response.status == 409:
+                return 0.25
+            return super().delay_for(
+                request=request, attempt=attempt, response=response, error=error
+            )
+
+    transport = MockTransport(
+        responses=[problem_response(409, "busy"), LOST, json_response(PIPELINE)]
+    )
+    times = timed(clock, transport)
+    retry = RetryConflicts(clock=clock, random_source=lambda: 0.5)
+    async with clocked_client(transport, clock, retry=retry) as amo:
+        assert (await drive(clock, amo.pipelines.get(7))).id == 7
+    assert asked == [409, None]  # the 200 was final without asking
+    assert [round(b - a, 6) for a, b in itertools.pairwise(times)] == [0.25, 0.5]
+
+
 async def test_backoff_grows_exponentially_with_jitter_and_cap(clock: FakeClock) -> None:
     transport = MockTransport(responses=[server_error(503)] * 4 + [json_response(PIPELINE)])
     times = timed(clock, transport)

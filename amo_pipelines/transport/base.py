@@ -2,6 +2,12 @@
 
 Everything above the transport (auth, rate limiting, retries, error mapping) works on these
 two plain value objects, so a transport is easy to replace or fake: it only moves bytes.
+
+Headers are read with lower-case names. A :class:`multidict.CIMultiDictProxy` (what
+aiohttp gives for a response, and what the SDK builds its own header sets as) is
+read-only and case-insensitive already, so it is kept as it is; any other mapping is
+copied with its names lower-cased. multidict comes with aiohttp and yarl; it is named as
+a dependency because this module imports it.
 """
 
 from __future__ import annotations
@@ -10,12 +16,20 @@ from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
 from attrs import field, frozen
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 
+def sealed_headers(headers: Mapping[str, str]) -> CIMultiDictProxy[str]:
+    """A read-only, case-insensitive copy: requests and responses take it without copying."""
+    return CIMultiDictProxy(CIMultiDict(headers))
+
+
 def _lower_keys(headers: Mapping[str, str]) -> Mapping[str, str]:
-    # Always a copy (a frozen request must not share the caller's dict). Names the SDK
-    # builds are lower-case already, and checking that is cheaper than lowering them.
+    if type(headers) is CIMultiDictProxy:
+        return headers  # nobody can change it through a proxy: no copy needed
+    # Otherwise always a copy (a frozen request must not share the caller's dict). Names
+    # the SDK builds are lower-case already, and checking that is cheaper than lowering.
     if type(headers) is dict and all(map(str.islower, headers)):
         return headers.copy()
     return {k.lower(): v for k, v in headers.items()}
@@ -25,8 +39,8 @@ def _lower_keys(headers: Mapping[str, str]) -> Mapping[str, str]:
 class Request:
     """An HTTP request as the SDK means to send it.
 
-    ``headers`` keys are lower-cased so that policies can read and replace them without
-    caring how a caller spelled them.
+    ``headers`` are looked up by lower-case name (see the module docstring), so policies
+    can read and replace them without caring how a caller spelled them.
     """
 
     method: str
