@@ -8,10 +8,11 @@ max_in_flight=None)``; the baseline is a bare aiohttp session doing the same req
 ``json.loads`` of the body.
 
 Two processes share two cores, so the speed of either drifts by 10-20 % over seconds.
-The clients therefore run in short blocks (``BLOCK`` calls), one block each in turn,
-``PAIRED_ROUNDS`` times per endpoint and mode (the order rotates every round); a ratio is
-computed per round from the blocks run back to back, and the table gives the median
-and the interquartile range of those ratios.
+The clients therefore run in short blocks (``BLOCK`` calls), one block each in turn
+(the order rotates every round); a ratio is computed per round from the blocks run back
+to back, and the table gives the median and the interquartile range of those ratios.
+Each of the ``PAIRED_ROUNDS`` rounds visits every endpoint and mode, so that a burst of
+load lands on a few rounds of every cell rather than on most rounds of one.
 """
 
 from __future__ import annotations
@@ -192,24 +193,30 @@ async def _measure() -> Measured:
                 if peer is not None:
                     for _ in range(50):
                         await peer()
+            runs: dict[tuple[str, str], list[tuple[str, Call]]] = {}
             for endpoint in ENDPOINTS:
+                calls: list[tuple[str, Call]] = [
+                    ("raw", clients.raw(endpoint)),
+                    ("sdk", clients.sdk_call(endpoint)),
+                ]
+                peer = clients.peer_call(endpoint)
+                if peer is not None:
+                    calls.append(("peer", peer))
                 for mode in MODES:
-                    runs: list[tuple[str, Call]] = [
-                        ("raw", clients.raw(endpoint)),
-                        ("sdk", clients.sdk_call(endpoint)),
-                    ]
-                    peer = clients.peer_call(endpoint)
-                    if peer is not None:
-                        runs.append(("peer", peer))
-                    for round_ in range(PAIRED_ROUNDS):
-                        shift = round_ % len(runs)
-                        for who, call in runs[shift:] + runs[:shift]:
-                            n = PEER_BLOCK if who == "peer" else BLOCK
-                            rate, cpu_us = await _timed(call, mode, n)
-                            cell = cells.setdefault((endpoint.name, mode, who), Cell())
-                            cell.rates.append(rate)
-                            cell.cpu_us.append(cpu_us)
-                    print(f"  overhead: {endpoint.name}, {mode} done", flush=True)
+                    runs[endpoint.name, mode] = calls
+            # Every round visits every cell, so a burst of load from elsewhere (seconds
+            # long on a shared machine) spreads over all cells instead of skewing one.
+            for round_ in range(PAIRED_ROUNDS):
+                for (name, mode), calls in runs.items():
+                    shift = round_ % len(calls)
+                    for who, call in calls[shift:] + calls[:shift]:
+                        n = PEER_BLOCK if who == "peer" else BLOCK
+                        rate, cpu_us = await _timed(call, mode, n)
+                        cell = cells.setdefault((name, mode, who), Cell())
+                        cell.rates.append(rate)
+                        cell.cpu_us.append(cpu_us)
+                if (round_ + 1) % 5 == 0:
+                    print(f"  overhead: round {round_ + 1} of {PAIRED_ROUNDS} done", flush=True)
             decomposition = await _decompose(clients)
             profiles = await _profiles(clients)
         finally:
@@ -381,8 +388,8 @@ def _ratio(ratios: list[float]) -> str:
 
 def tables(m: Measured, profile_path: Path) -> list[Table]:
     main = Table(
-        f"3. Client overhead: limits off, {PAIRED_ROUNDS} rounds of {BLOCK}-call blocks per "
-        "client, run in turn (emulator in its own process)",
+        f"3. Client overhead: limits off, {PAIRED_ROUNDS} rounds over every cell of "
+        f"{BLOCK}-call blocks per client, run in turn (emulator in its own process)",
         [
             "endpoint",
             "mode",
