@@ -119,6 +119,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+_UNCOUNTED = Granted(at=0.0, windows=())
+"""The grant of a request no limit applies to (both are off): the store is not asked,
+as there is nothing to count and a shared store would only add a round trip."""
+
 
 @dataclass(frozen=True)
 class Limit:
@@ -462,7 +466,8 @@ class RateLimiter:
             return None
         acct.in_flight += 1  # reserved across the store call
         try:
-            admission = await self._admit(self._windows(acct, integration, now), now)
+            windows = self._windows(acct, integration, now)
+            admission = await self._store.acquire(windows, now) if windows else _UNCOUNTED
         except BaseException:
             acct.in_flight -= 1
             self._forget_if_idle(acct)
@@ -549,7 +554,7 @@ class RateLimiter:
             windows = self._windows(acct, waiter.integration, now)
             acct.in_flight += 1
             try:
-                admission = await self._admit(windows, now)
+                admission = await self._store.acquire(windows, now) if windows else _UNCOUNTED
             except BaseException:
                 acct.in_flight -= 1
                 raise
@@ -589,13 +594,6 @@ class RateLimiter:
         return len(waiters)
 
     # ------------------------------------------------------------------ helpers
-
-    async def _admit(self, windows: tuple[Window, ...], now: float) -> Admission:
-        if not windows:
-            # No limit applies (both are off): there is nothing for the store to count,
-            # and a shared store would only add a round trip to every request.
-            return Granted(at=now, windows=windows)
-        return await self._store.acquire(windows, now)
 
     async def _refund(self, grant: Granted) -> None:
         if grant.windows:

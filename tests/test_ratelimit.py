@@ -690,6 +690,21 @@ async def test_a_failing_store_fails_the_waiters_instead_of_hanging() -> None:
     assert labels_of(log)[-1] == "y" and log[-1][1] == pytest.approx(1.01)
 
 
+async def test_the_store_is_not_asked_when_no_limit_applies() -> None:
+    clock = FakeClock()
+    store = FlakyStore()
+    store.broken = True  # any question to the store would fail the request
+    limiter = make(clock, integration_limit=None, account_limit=None, store=store)
+    log: Log = []
+    await asyncio.gather(*(request(limiter, clock, log, str(i)) for i in range(20)))
+    assert len(log) == 20 and len(store.inner) == 0
+    await assert_quiet(limiter, clock)
+    store.broken = False  # with one limit on, the store counts again
+    counted = make(clock, account_limit=None, store=store)
+    await request(counted, clock, log, "x")
+    assert len(store.inner) == 1
+
+
 async def test_in_memory_store_counts_refunds_and_forgets_expired_keys() -> None:
     store = InMemoryWindowStore()
     windows = (Window("k", 2, 1.0), Window("a", 3, 1.0))
