@@ -1,17 +1,16 @@
-"""Every JSON example of the three API pages in ``shared/spec``, with where it came from.
+"""Every JSON example of the three API pages, with where it came from.
 
-The markdown page keeps its examples in fenced ``json`` blocks; the two plain-text pages
-have them unfenced. On every page an example starts on a line beginning with ``{`` or
-``[`` and is read with :meth:`json.JSONDecoder.raw_decode`, so nothing is hand-copied.
-Each example is tagged with the endpoint section it sits under and whether the page shows
-it as a request or a response.
+The examples live in one fixture, ``fixtures/spec_examples.json``, extracted from the
+pages by ``fixtures/extract_spec_examples.py`` (nothing hand-copied); the suite reads
+only the fixture, so it runs in a clone with nothing beside it. Each example is tagged
+with the endpoint section it sits under and whether the page shows it as a request or a
+response.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 from amo_pipelines import DescriptionInput, StatusUpdate
 
-SPEC_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "spec"
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "spec_examples.json"
 PAGES = ("leads-pipelines.ru.md", "leads-pipelines.ru.txt", "leads-pipelines.en.txt")
 
 PIPELINES = "/api/v4/leads/pipelines"
@@ -48,11 +47,6 @@ REQUEST_ENDPOINTS = {
 # The old plain-text Russian page shows the pipeline list again under "list statuses".
 KNOWN_MISPLACED = {("leads-pipelines.ru.txt", "GET", STATUSES): "PipelineCollection"}
 
-_ENDPOINT = re.compile(r"^_?(GET|POST|PATCH|DELETE) (/api/v4/[^\s_]\S*?)_?\s*$")
-_REQUEST_LABEL = re.compile(r"Пример запроса|Request body example")
-_RESPONSE_LABEL = re.compile(r"Пример ответа|Response example")
-_START = re.compile(r"^[\[{]", re.MULTILINE)
-
 
 @dataclass(frozen=True)
 class Example:
@@ -74,42 +68,24 @@ class Example:
         return misplaced or RESPONSE_MODEL[(self.method, self.endpoint)]
 
 
-def _label_before(lines: list[str], index: int) -> tuple[str, str, str]:
-    """(kind, method, endpoint) from the nearest label and endpoint line above ``index``."""
-    kind = method = endpoint = ""
-    for line in reversed(lines[:index]):
-        if not kind and _REQUEST_LABEL.search(line):
-            kind = "request"
-        elif not kind and _RESPONSE_LABEL.search(line):
-            kind = "response"
-        match = _ENDPOINT.match(line.strip())
-        if match:
-            method, endpoint = match.group(1), match.group(2).replace("\\", "")
-            break
-    if not (kind and method):
-        raise AssertionError(f"example at line {index + 1} has no label or endpoint above it")
-    return kind, method, endpoint
+@cache
+def _load() -> dict[str, Any]:
+    return json.loads(FIXTURE.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
 
-def read_page(name: str) -> list[Example]:
-    text = (SPEC_DIR / name).read_text(encoding="utf-8")
-    lines = text.splitlines()
-    decoder = json.JSONDecoder()
-    examples: list[Example] = []
-    end = 0
-    for match in _START.finditer(text):
-        if match.start() < end:
-            continue  # a line inside the example just read
-        data, end = decoder.raw_decode(text, match.start())
-        index = text.count("\n", 0, match.start())
-        kind, method, endpoint = _label_before(lines, index)
-        examples.append(Example(name, index + 1, method, endpoint, kind, data))
-    return examples
+def json_fences(page: str) -> int:
+    """How many fenced ``json`` blocks ``page`` had when the fixture was extracted."""
+    return int(_load()["pages"][page]["json_fences"])
+
+
+def palette() -> list[str]:
+    """The status colors the Russian page documents, in its order."""
+    return list(_load()["palette"])
 
 
 @cache
 def all_examples() -> tuple[Example, ...]:
-    return tuple(example for page in PAGES for example in read_page(page))
+    return tuple(Example(**example) for example in _load()["examples"])
 
 
 def responses() -> list[Example]:

@@ -1,19 +1,37 @@
-"""Response shapes against the JSON examples of the spec (copied into ``spec_examples/``)."""
+"""Response shapes against the JSON examples of the Russian API page (``tests/fixtures``)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
-from pathlib import Path
 from typing import Any
+
+import spec_examples
 
 PIPELINES = "/api/v4/leads/pipelines"
 MAIN, INCOMING, FIRST, SECOND = 3177727, 32392156, 32392159, 32392165
-EXAMPLES = Path(__file__).parent / "spec_examples"
+# Example name -> (kind, method, endpoint) in the Russian page's section for it.
+_EXAMPLES = {
+    "pipelines_list_response": ("response", "GET", spec_examples.PIPELINES),
+    "pipelines_create_request": ("request", "POST", spec_examples.PIPELINES),
+    "pipelines_create_response": ("response", "POST", spec_examples.PIPELINES),
+    "pipeline_get_response": ("response", "GET", spec_examples.PIPELINE),
+    "pipeline_patch_request": ("request", "PATCH", spec_examples.PIPELINE),
+    "pipeline_patch_response": ("response", "PATCH", spec_examples.PIPELINE),
+    "statuses_list_response": ("response", "GET", spec_examples.STATUSES),
+    "statuses_create_request": ("request", "POST", spec_examples.STATUSES),
+    "statuses_create_response": ("response", "POST", spec_examples.STATUSES),
+    "status_get_response": ("response", "GET", spec_examples.STATUS),
+    "status_patch_request": ("request", "PATCH", spec_examples.STATUS),
+    "status_patch_response": ("response", "PATCH", spec_examples.STATUS),
+}
 
 
 def example(name: str) -> Any:
-    return json.loads((EXAMPLES / f"{name}.json").read_text(encoding="utf-8"))
+    """A fresh copy of the Russian page's example, by its short name."""
+    kind, method, endpoint = _EXAMPLES[name]
+    return copy.deepcopy(spec_examples.find(spec_examples.PAGES[0], kind, method, endpoint))
 
 
 def rebase(data: Any, origin: str) -> Any:
