@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from .config import EmulatorConfig
+from .control import CODE_PATH
 from .faults import FaultKind
 from .server import Emulator
 
@@ -38,7 +39,23 @@ def _limit(text: str) -> int | None:
     return int(text)
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
 def parse_args(argv: Sequence[str] | None = None) -> EmulatorConfig:
+    """The server's config from the command line."""
+    return parse_command_line(argv)[0]
+
+
+def parse_command_line(argv: Sequence[str] | None = None) -> tuple[EmulatorConfig, int]:
+    """The server's config and how many authorization codes to print at start."""
     parser = argparse.ArgumentParser(
         prog="python -m amo_pipelines.emulator",
         description="Serve an emulated amoCRM account (leads pipelines API v4).",
@@ -62,13 +79,27 @@ def parse_args(argv: Sequence[str] | None = None) -> EmulatorConfig:
         metavar="KIND=P",
         help="e.g. 500=0.05, reset=0.02, commit-then-drop=0.01 (repeatable)",
     )
+    parser.add_argument(
+        "--fault-commit",
+        type=float,
+        default=0.5,
+        metavar="P",
+        help="probability that a random 5xx or reset applies the write first (default 0.5)",
+    )
     parser.add_argument("--latency", type=_latency, default=None, metavar="S|LOW:HIGH")
     parser.add_argument("--empty-account", action="store_true", help="no example statuses")
     parser.add_argument("--admin-token", default=None)
     parser.add_argument("--user-token", default=None)
+    parser.add_argument(
+        "--codes",
+        type=_count,
+        default=1,
+        metavar="N",
+        help="authorization codes to print at start (more: POST /_emulator/oauth/code)",
+    )
     args = parser.parse_args(argv)
     try:
-        return EmulatorConfig(
+        config = EmulatorConfig(
             host=args.host,
             port=args.port,
             account_id=args.account_id,
@@ -81,6 +112,7 @@ def parse_args(argv: Sequence[str] | None = None) -> EmulatorConfig:
             html_429=args.html_429,
             seed=args.seed,
             fault_rates=dict(args.fault_rate),
+            fault_commit=args.fault_commit,
             latency=args.latency,
             seed_account=not args.empty_account,
             admin_token=args.admin_token,
@@ -88,9 +120,10 @@ def parse_args(argv: Sequence[str] | None = None) -> EmulatorConfig:
         )
     except ValueError as exc:
         parser.error(str(exc))
+    return config, args.codes
 
 
-async def serve(config: EmulatorConfig) -> None:
+async def serve(config: EmulatorConfig, codes: int = 1) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -107,16 +140,18 @@ async def serve(config: EmulatorConfig) -> None:
             f"redirect_uri={config.oauth_redirect_uri}",
             flush=True,
         )
-        print(f"authorization code (single use): {emu.issue_code()}", flush=True)
+        for _ in range(codes):
+            print(f"authorization code (single use): {emu.issue_code()}", flush=True)
+        print(f"more codes: POST {emu.url}{CODE_PATH}", flush=True)
         await stop.wait()
     print("emulator stopped", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    config = parse_args(argv)
+    config, codes = parse_command_line(argv)
     # Signal handlers stop the server cleanly; KeyboardInterrupt covers platforms without them.
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, codes))
     return 0
 
 

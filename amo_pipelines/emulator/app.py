@@ -1,5 +1,5 @@
-"""The aiohttp application: the ten pipeline and status endpoints behind the gateway, and the
-OAuth token endpoint in front of it."""
+"""The aiohttp application: the ten pipeline and status endpoints behind the gateway, the
+OAuth token endpoint in front of it, and the emulator-only ``/_emulator/`` endpoints first."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .control import control_gateway
 from .gateway import RUNTIME, Reply, Runtime, gateway
 from .oauth import OAUTH, OAuthServer, oauth_gateway
 from .render import (
@@ -104,7 +105,7 @@ async def get_pipeline(request: web.Request) -> web.Response:
 
 async def create_pipelines(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    plans = validate_new_pipelines(await _body(request, array=True))
+    plans = validate_new_pipelines(await _body(request, array=True), rt.fields)
     created = rt.state.create_pipelines(plans)
     base, account = _base(request), rt.state.account_id
     items = [
@@ -117,7 +118,7 @@ async def create_pipelines(request: web.Request) -> web.Response:
 async def patch_pipeline(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     pipeline = _pipeline(request)
-    patch = validate_pipeline_patch(await _body(request, array=False))
+    patch = validate_pipeline_patch(await _body(request, array=False), rt.fields)
     rt.state.patch_pipeline(pipeline, patch)
     return hal(
         pipeline_json(pipeline, _base(request), rt.state.account_id, request_id=patch.request_id)
@@ -139,7 +140,7 @@ async def list_statuses(request: web.Request) -> web.Response:
     with_desc = "descriptions" in _with(request)
     base, account = _base(request), rt.state.account_id
     items = [
-        status_json(s, base, account, descriptions=with_desc) for s in pipeline.ordered_statuses()
+        status_json(s, base, account, descriptions=with_desc) for s in pipeline.shown_statuses()
     ]
     return hal(statuses_collection(items))
 
@@ -154,7 +155,7 @@ async def get_status(request: web.Request) -> web.Response:
 async def create_statuses(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     pipeline = _pipeline(request)
-    plans = validate_new_statuses(await _body(request, array=True))
+    plans = validate_new_statuses(await _body(request, array=True), rt.fields)
     created = rt.state.create_statuses(pipeline, plans)
     base, account = _base(request), rt.state.account_id
     items = [
@@ -170,7 +171,7 @@ async def patch_status(request: web.Request) -> web.Response:
     if status.is_system:
         raise StateError(400, "Status is not editable")
     existing = {d.id: d.level for d in status.descriptions.values()}
-    patch = validate_status_patch(await _body(request, array=False), existing)
+    patch = validate_status_patch(await _body(request, array=False), existing, rt.fields)
     rt.state.patch_status(status, patch)
     return hal(
         status_json(
@@ -208,7 +209,9 @@ def build_app(runtime: Runtime, oauth: OAuthServer | None = None) -> web.Applica
             seed=cfg.seed,
         )
         oauth.register(cfg.oauth_client_id, cfg.oauth_client_secret, cfg.oauth_redirect_uri)
-    app = web.Application(middlewares=[oauth_gateway, gateway], client_max_size=cfg.client_max_size)
+    app = web.Application(
+        middlewares=[control_gateway, oauth_gateway, gateway], client_max_size=cfg.client_max_size
+    )
     app[RUNTIME] = runtime
     app[OAUTH] = oauth
     one = f"{PIPELINES_PATH}/{{pipeline_id}}"

@@ -29,6 +29,16 @@ def _non_negative_or_none(_inst: object, attribute: Any, value: int | None) -> N
         raise ValueError(f"{attribute.name} must be >= 0 or None, got {value!r}")
 
 
+def _probability(_inst: object, attribute: Any, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{attribute.name} must be within [0, 1], got {value!r}")
+
+
+def _sort_range(_inst: object, attribute: Any, value: tuple[int, int] | None) -> None:
+    if value is not None and value[0] > value[1]:
+        raise ValueError(f"{attribute.name} must be (low, high) with low <= high, got {value!r}")
+
+
 def _convert_rates(value: Mapping[str | FaultKind, float]) -> Mapping[FaultKind, float]:
     rates: dict[FaultKind, float] = {}
     for key, prob in value.items():
@@ -61,6 +71,9 @@ class EmulatorConfig:
 
     Every field has a default, so ``EmulatorConfig()`` is a seeded account on an ephemeral
     loopback port with amoCRM's documented rate limits (7 rps per token, 50 per account).
+
+    Fields marked *emulator's choice* set rules the API pages never state; their defaults are
+    the strict readings the emulator has always enforced, and each can be turned off.
     """
 
     host: str = "127.0.0.1"
@@ -75,9 +88,15 @@ class EmulatorConfig:
     account_rps: int | None = field(default=50, validator=_positive_or_none)
     """Requests per ``window`` allowed for the whole account; None turns the limit off."""
     window: float = field(default=1.0, validator=_positive)
+    count_rejected: bool = True
+    """*Emulator's choice*: requests refused with 429 still take a slot in the rate windows, so
+    a client that keeps hammering stays limited. False: only admitted requests count."""
     block_after: int | None = field(default=10, validator=_non_negative_or_none)
-    """More than this many 429s within ``block_window`` block the account; None never blocks."""
+    """*Emulator's choice* (amoCRM says only that repeated violations block the account, not
+    how many): more than this many 429s within ``block_window`` block the account; None never
+    blocks."""
     block_window: float = field(default=60.0, validator=_positive)
+    """*Emulator's choice*: seconds of 429 history ``block_after`` looks at."""
     html_429: bool = False
     """Answer 429 with an HTML page instead of application/problem+json."""
 
@@ -88,6 +107,11 @@ class EmulatorConfig:
     )
     """Probability per request of each fault kind ("500", "502", "503", "504", "reset",
     "commit-then-drop"); at most one fault is drawn per request."""
+    fault_commit: float = field(default=0.5, validator=_probability)
+    """Probability that a randomly drawn 5xx or reset is preceded by processing the request
+    (the write is applied, then the 5xx is sent or the connection reset), as a real server
+    may fail after committing. Drawn from a generator seeded by ``seed``; scripted faults
+    say it themselves (``commit=True``)."""
     latency: tuple[float, float] | None = field(default=None, converter=_convert_latency)
     """Extra delay added to every request before processing: uniform in ``(low, high)``
     seconds; a single number means a fixed delay."""
@@ -96,6 +120,19 @@ class EmulatorConfig:
     """Monotonic time for rate limits, token expiry and the request log."""
     wall_clock: Clock = time.time
     """Unix time for description timestamps ("YYYY-MM-DD HH:MM:SS", UTC)."""
+
+    max_name_length: int | None = 255
+    """*Emulator's choice*: longer pipeline and status names are refused (``TooLong``); None
+    accepts any length."""
+    sort_range: tuple[int, int] | None = field(default=(0, 2**31 - 1), validator=_sort_range)
+    """*Emulator's choice*: ``sort`` outside ``(low, high)`` is refused (``OutOfRange``); None
+    accepts any integer."""
+    refuse_main_delete: bool = True
+    """*Emulator's choice*: DELETE of the main pipeline is refused (400). False: it is deleted
+    and the next pipeline by (sort, id) becomes the main one."""
+    refuse_demoting_only: bool = True
+    """*Emulator's choice*: ``is_main: false`` on the only pipeline is refused (400). False: it
+    is ignored and the pipeline stays main (an account always has a main pipeline)."""
 
     seed_account: bool = True
     """True: the main pipeline of the spec examples ("Воронка", two regular statuses with

@@ -29,10 +29,15 @@ class FaultKind(str, Enum):
     LATENCY = "latency"
     """Sleep ``delay`` seconds before processing, then answer normally."""
     RESET = "reset"
-    """Connection reset (TCP RST) before the request is processed: nothing applied."""
+    """Connection reset (TCP RST) before the request is processed: nothing applied unless
+    ``commit`` (then the request is processed first)."""
     COMMIT_THEN_DROP = "commit-then-drop"
     """The request is processed (a write is applied), then the connection is closed with no
     response."""
+    LATE_COMMIT = "late-commit"
+    """The request is processed ``delay`` seconds after it arrived, whether or not its client
+    is still there; meanwhile the response is held (or, with ``drop``, the connection is
+    closed at once)."""
 
     @classmethod
     def parse(cls, value: str | FaultKind) -> FaultKind:
@@ -51,6 +56,11 @@ class FaultKind(str, Enum):
     def status_code(self) -> int | None:
         return int(self.value) if self.value.isdigit() else None
 
+    @property
+    def drops(self) -> bool:
+        """Whether the connection is closed without a response."""
+        return self in (FaultKind.RESET, FaultKind.COMMIT_THEN_DROP)
+
 
 STATUS_FAULT_KINDS = frozenset(k for k in FaultKind if k.status_code is not None)
 RANDOM_FAULT_KINDS = (
@@ -62,39 +72,58 @@ RANDOM_FAULT_KINDS = (
     FaultKind.COMMIT_THEN_DROP,
 )
 """The kinds ``EmulatorConfig.fault_rates`` may name, in the order a draw walks them."""
+COMMITTABLE_KINDS = frozenset(RANDOM_FAULT_KINDS) - {FaultKind.COMMIT_THEN_DROP}
+"""Random kinds whose commit is drawn (``EmulatorConfig.fault_commit``); commit-then-drop
+always commits."""
 
 
 @frozen
 class Fault:
     """One fault. Build it with the class methods: ``Fault.status(503)``, ``Fault.reset()``,
-    ``Fault.commit_then_drop()``, ``Fault.latency(0.5)``."""
+    ``Fault.commit_then_drop()``, ``Fault.latency(0.5)``, ``Fault.late_commit(2.5)``."""
 
     kind: FaultKind
     delay: float = 0.0
-    """Seconds to sleep before processing (latency faults)."""
+    """Seconds to sleep before processing (latency faults), or from arrival to the write
+    (late commits)."""
     commit: bool = False
-    """Status faults only: process the request (apply the write), then answer with the fault
-    status instead of the real response."""
+    """Status and reset faults: process the request (apply the write) first, then answer with
+    the fault status instead of the real response, or reset the connection."""
     retry_after: float = 1.0
     """429 faults only: the ``retry_after`` the body carries."""
+    drop: bool = False
+    """Late commits only: close the connection at once instead of holding the response."""
 
     @classmethod
     def status(cls, code: int, *, commit: bool = False, retry_after: float = 1.0) -> Fault:
-        """Answer with ``code`` (429, 500, 502, 503 or 504) instead of processing."""
+        """Answer with ``code`` (429, 500, 502, 503 or 504) instead of processing; with
+        ``commit``, process the request first and answer ``code`` instead of its response."""
         kind = FaultKind.parse(str(code))
         if kind not in STATUS_FAULT_KINDS:
             raise ValueError(f"no status fault for {code!r}")
         return cls(kind, commit=commit, retry_after=retry_after)
 
     @classmethod
-    def reset(cls) -> Fault:
-        """Drop the connection with a TCP reset before the request is processed."""
-        return cls(FaultKind.RESET)
+    def reset(cls, *, commit: bool = False) -> Fault:
+        """Drop the connection with a TCP reset before the request is processed; with
+        ``commit``, after it is processed."""
+        return cls(FaultKind.RESET, commit=commit)
 
     @classmethod
     def commit_then_drop(cls) -> Fault:
         """Process the request, then close the connection without answering."""
-        return cls(FaultKind.COMMIT_THEN_DROP)
+        return cls(FaultKind.COMMIT_THEN_DROP, commit=True)
+
+    @classmethod
+    def late_commit(cls, delay: float, *, drop: bool = False) -> Fault:
+        """Process the request ``delay`` seconds after it arrived, even if its client has
+        given up by then. Meanwhile the response is held (the client times out; the real
+        response follows the write, to whoever still listens), or with ``drop=True`` the
+        connection is closed at once with no response. Until then, reads do not see the
+        write."""
+        if delay < 0:
+            raise ValueError("delay must be >= 0")
+        return cls(FaultKind.LATE_COMMIT, delay=float(delay), commit=True, drop=drop)
 
     @classmethod
     def latency(cls, seconds: float) -> Fault:
@@ -140,15 +169,22 @@ class FaultInjector:
     Random draws come from a generator seeded with the emulator's seed; one number is drawn for
     every request that reaches the fault stage (authenticated, not rate limited), whether or not
     a scripted fault fires, so a given seed and request sequence always fault the same way.
+    Whether a drawn 5xx or reset commits (probability ``commit_rate``) comes from a second
+    seeded generator, drawn once per drawn fault, so adding it left the faults drawn for a
+    seed unchanged.
     """
 
     rates: Mapping[FaultKind, float]
     seed: int | None
+    commit_rate: float = 0.0
     scripted: list[ScriptedFault] = field(factory=list)
     _rng: random.Random = field(init=False)
+    _commit_rng: random.Random = field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self._rng = random.Random(None if self.seed is None else f"faults:{self.seed}")
+        seed = self.seed
+        self._rng = random.Random(None if seed is None else f"faults:{seed}")
+        self._commit_rng = random.Random(None if seed is None else f"fault-commit:{seed}")
 
     def add(
         self,
@@ -189,7 +225,9 @@ class FaultInjector:
         for kind in RANDOM_FAULT_KINDS:
             cumulative += self.rates.get(kind, 0.0)
             if roll < cumulative:
-                return Fault(kind)
+                if kind not in COMMITTABLE_KINDS:
+                    return Fault(kind, commit=True)
+                return Fault(kind, commit=self._commit_rng.random() < self.commit_rate)
         return None
 
 

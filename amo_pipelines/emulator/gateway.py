@@ -9,7 +9,7 @@ import random
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from attrs import define
+from attrs import define, field
 
 from .config import EmulatorConfig
 from .faults import (
@@ -25,6 +25,7 @@ from .limits import RateLimiter, round_up_ms
 from .plans import ValidationFailed
 from .records import RequestLogEntry, Stats
 from .render import html, problem, validation_problem
+from .rules import FieldRules
 from .state import AccountState, StateError
 
 logger = logging.getLogger("amo_pipelines.emulator")
@@ -45,6 +46,12 @@ class Runtime:
     faults: FaultInjector
     latency_rng: random.Random
     trace_rng: random.Random
+    pending: set[asyncio.Task[web.Response]] = field(factory=set)
+    """Late commits not applied yet."""
+    fields: FieldRules = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.fields = FieldRules(self.config.max_name_length, self.config.sort_range)
 
     def trace_id(self) -> str:
         return f"{self.trace_rng.getrandbits(64):016x}"
@@ -159,10 +166,31 @@ async def gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
 
     fault = rt.faults.pick(request.method, request.path)
     extra = 0.0 if rt.config.latency is None else rt.latency_rng.uniform(*rt.config.latency)
-    instead = await fault_before(rt, request, entry, fault, extra_latency=extra)
+    return await apply_fault(
+        rt, request, entry, fault, lambda: _call(rt, request, handler), extra_latency=extra
+    )
+
+
+Process = Callable[[], Awaitable[web.Response]]
+
+
+async def apply_fault(
+    rt: Runtime,
+    request: web.Request,
+    entry: RequestLogEntry,
+    fault: Fault | None,
+    process: Process,
+    *,
+    extra_latency: float = 0.0,
+) -> web.StreamResponse:
+    """Run ``process`` (the endpoint) under ``fault``, if any; return what to send."""
+    arrived = asyncio.get_running_loop().time()
+    instead = await fault_before(rt, request, entry, fault, extra_latency=extra_latency)
     if instead is not None:
         return instead
-    return fault_after(rt, request, entry, fault, await _call(rt, request, handler))
+    if fault is not None and fault.kind is FaultKind.LATE_COMMIT:
+        return await _late_commit(rt, request, entry, fault, process, arrived + fault.delay)
+    return fault_after(rt, request, entry, fault, await process())
 
 
 async def fault_before(
@@ -183,11 +211,13 @@ async def fault_before(
     if delay > 0:
         entry.latency = delay
         await asyncio.sleep(delay)
-    if fault is not None and fault.kind is FaultKind.RESET:
+    if fault is None or fault.commit:
+        return None
+    if fault.kind is FaultKind.RESET:
         entry.outcome = fault.outcome
         drop_connection(request, reset=True)
         return web.Response(status=204)  # never sent: the connection is gone
-    if fault is not None and fault.kind.status_code is not None and not fault.commit:
+    if fault.kind.status_code is not None:
         return _finish(rt, entry, _fault_response(rt, fault), fault.outcome)
     return None
 
@@ -199,17 +229,53 @@ def fault_after(
     fault: Fault | None,
     response: web.Response,
 ) -> web.StreamResponse:
-    """A fault's part after processing: drop the connection (commit-then-drop) or send
-    the fault's status in place of the real answer (``commit=True``)."""
-    if fault is not None and fault.kind is FaultKind.COMMIT_THEN_DROP:
+    """A fault's part after processing: drop the connection (commit-then-drop, a committed
+    reset) or send the fault's status in place of the real answer (``commit=True``)."""
+    if fault is None or fault.kind is FaultKind.LATENCY:
+        return _finish(rt, entry, response)
+    entry.processed_status = response.status
+    rt.stats.count_commit(fault.kind.value)
+    if fault.kind in (FaultKind.COMMIT_THEN_DROP, FaultKind.RESET):
         entry.outcome = fault.outcome
-        entry.processed_status = response.status
-        drop_connection(request, reset=False)
+        drop_connection(request, reset=fault.kind is FaultKind.RESET)
         return response  # never sent
-    if fault is not None and fault.kind.status_code is not None:
-        entry.processed_status = response.status
-        return _finish(rt, entry, _fault_response(rt, fault), fault.outcome)
-    return _finish(rt, entry, response)
+    return _finish(rt, entry, _fault_response(rt, fault), fault.outcome)
+
+
+async def _late_commit(
+    rt: Runtime,
+    request: web.Request,
+    entry: RequestLogEntry,
+    fault: Fault,
+    process: Process,
+    due: float,
+) -> web.StreamResponse:
+    entry.outcome = fault.outcome
+    # Its own task: aiohttp may cancel this handler when the client goes away, and the write
+    # must happen anyway (that is the fault).
+    task = asyncio.create_task(_apply_late(rt, entry, fault, process, due))
+    rt.pending.add(task)
+    task.add_done_callback(rt.pending.discard)
+    if not fault.drop:
+        try:
+            response = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise
+        else:
+            return _finish(rt, entry, response, fault.outcome)
+    drop_connection(request, reset=False)
+    return web.Response(status=204)  # never sent
+
+
+async def _apply_late(
+    rt: Runtime, entry: RequestLogEntry, fault: Fault, process: Process, due: float
+) -> web.Response:
+    await asyncio.sleep(max(due - asyncio.get_running_loop().time(), 0.0))
+    response = await process()
+    entry.processed_status = response.status
+    rt.stats.count_commit(fault.kind.value)
+    return response
 
 
 async def _call(rt: Runtime, request: web.Request, handler: Handler) -> web.Response:

@@ -26,18 +26,14 @@ class SlidingWindow:
         while self.arrivals and self.arrivals[0] <= horizon:
             self.arrivals.popleft()
 
-    def record(self, now: float) -> float | None:
-        """Record an arrival; return None if it fits the limit, else the seconds until one
-        more arrival would fit (the arrival is recorded either way)."""
-        self.prune(now)
-        self.arrivals.append(now)
+    def wait(self, now: float) -> float:
+        """Seconds until one more arrival fits (0 while it does)."""
         count = len(self.arrivals)
-        if count <= self.limit:
-            return None
-        # After this arrival there are `count` entries; one more fits once count - limit + 1 of
-        # them have expired, i.e. when entry number `count - limit` (0-based) leaves the window.
-        frees_at = self.arrivals[count - self.limit] + self.window
-        return max(frees_at - now, 0.0)
+        if count < self.limit:
+            return 0.0
+        # One more fits once count - limit + 1 entries have expired, i.e. when entry number
+        # `count - limit` (0-based) leaves the window.
+        return max(self.arrivals[count - self.limit] + self.window - now, 0.0)
 
 
 def round_up_ms(seconds: float) -> float:
@@ -50,8 +46,8 @@ class RateLimiter:
     """Per-token and per-account limits plus the block.
 
     Every request that reaches the limiter (i.e. the account is not blocked) is recorded in its
-    token's window and in the account window, including requests that are then rejected: a
-    client that keeps hammering stays limited (the strictest plausible reading).
+    token's window and in the account window, including requests that are then rejected (a
+    client that keeps hammering stays limited), unless ``count_rejected`` is False.
     """
 
     token_rps: int | None
@@ -59,6 +55,7 @@ class RateLimiter:
     window: float
     block_after: int | None
     block_window: float
+    count_rejected: bool = True
     tokens: dict[str, SlidingWindow] = field(factory=dict)
     account: SlidingWindow | None = None
     rejections: deque[float] = field(factory=deque)
@@ -68,21 +65,28 @@ class RateLimiter:
     def check(self, token_key: str, now: float) -> float | None:
         """Record a request; return None when it is within both limits, else ``retry_after``
         (seconds until the exceeded windows all have a free slot)."""
-        waits: list[float] = []
+        windows: list[SlidingWindow] = []
         if self.token_rps is not None:
             win = self.tokens.get(token_key)
             if win is None:
                 win = self.tokens[token_key] = SlidingWindow(self.token_rps, self.window)
-            wait = win.record(now)
-            if wait is not None:
-                waits.append(wait)
+            windows.append(win)
         if self.account_rps is not None:
             if self.account is None:
                 self.account = SlidingWindow(self.account_rps, self.window)
-            wait = self.account.record(now)
-            if wait is not None:
-                waits.append(wait)
-        return max(waits) if waits else None
+            windows.append(self.account)
+        for win in windows:
+            win.prune(now)
+        if self.count_rejected:
+            for win in windows:
+                win.arrivals.append(now)
+            full = [win for win in windows if len(win.arrivals) > win.limit]
+        else:
+            full = [win for win in windows if len(win.arrivals) >= win.limit]
+            if not full:
+                for win in windows:
+                    win.arrivals.append(now)
+        return max(win.wait(now) for win in full) if full else None
 
     def record_rejection(self, now: float) -> bool:
         """Count a 429 just sent; return True if it makes the account blocked."""

@@ -22,7 +22,7 @@ from attrs import define, field
 
 from .config import Clock
 from .faults import Fault, FaultInjector
-from .gateway import RUNTIME, Handler, _finish, admit, fault_after, fault_before
+from .gateway import RUNTIME, Handler, _finish, admit, apply_fault
 from .render import problem
 from .state import AccountState
 
@@ -278,17 +278,15 @@ async def oauth_gateway(request: web.Request, handler: Handler) -> web.StreamRes
         return _finish(rt, entry, problem(405, "Method not allowed"))
 
     fault = _scripted(rt.faults, request.method, request.path)
-    instead = await fault_before(rt, request, entry, fault)
-    if instead is not None:
-        return instead
 
-    try:
-        params = _params(entry.body, request.content_type)
-        answer = server.grant(params)
-    except GrantError as refused:
-        response = refused.response
-    else:
+    async def grant() -> web.Response:
+        try:
+            params = _params(entry.body, request.content_type)
+            answer = server.grant(params)
+        except GrantError as refused:
+            return refused.response
         grant_type = params["grant_type"]
         rt.stats.token_grants[grant_type] = rt.stats.token_grants.get(grant_type, 0) + 1
-        response = web.json_response(answer)
-    return fault_after(rt, request, entry, fault, response)
+        return web.json_response(answer)
+
+    return await apply_fault(rt, request, entry, fault, grant)

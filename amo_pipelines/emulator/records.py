@@ -29,12 +29,13 @@ class RequestLogEntry:
     """The status sent; None while pending or when the connection was dropped."""
     outcome: str = "pending"
     """"ok" (2xx), the error status as a string ("400", "401", "429", ...), "blocked" (403 of a
-    blocked account) or "fault:<kind>" ("fault:500", "fault:reset", "fault:commit-then-drop")."""
+    blocked account) or "fault:<kind>" ("fault:500", "fault:reset", "fault:commit-then-drop",
+    "fault:late-commit")."""
     latency: float = 0.0
     """Seconds of injected latency before processing."""
     processed_status: int | None = None
-    """For faults that process the request (commit-then-drop, status faults with ``commit``):
-    the status the real response would have had."""
+    """For faults that process the request (commit-then-drop, status and reset faults with
+    ``commit``, late commits once applied): the status the real response had."""
 
     @property
     def json(self) -> Any:
@@ -60,6 +61,9 @@ class Stats:
     """403s sent because the account was blocked."""
     faults: dict[str, int] = field(factory=dict)
     """Faults injected, by kind ("500", "reset", "commit-then-drop", "latency", ...)."""
+    faults_committed: dict[str, int] = field(factory=dict)
+    """Of those, the ones whose request was processed (its write applied) anyway, by kind:
+    status and reset faults with ``commit``, commit-then-drop, and late commits once applied."""
     internal_errors: int = 0
     """Emulator bugs turned into 500s (should stay 0)."""
     token_requests: int = 0
@@ -73,3 +77,6 @@ class Stats:
 
     def count_fault(self, kind: str) -> None:
         self.faults[kind] = self.faults.get(kind, 0) + 1
+
+    def count_commit(self, kind: str) -> None:
+        self.faults_committed[kind] = self.faults_committed.get(kind, 0) + 1

@@ -83,7 +83,7 @@ def pipeline_json(
         data["request_id"] = request_id
     data["_links"] = _links(f"{base}{PIPELINES_PATH}/{pipeline.id}")
     data["_embedded"] = {
-        "statuses": [status_json(s, base, account_id) for s in pipeline.ordered_statuses()]
+        "statuses": [status_json(s, base, account_id) for s in pipeline.shown_statuses()]
     }
     return data
 

@@ -3,6 +3,8 @@ emulator's own documented choices, marked as such)."""
 
 from __future__ import annotations
 
+from attrs import frozen
+
 # --- system statuses --------------------------------------------------------------------------
 
 WON_STATUS_ID = 142
@@ -35,9 +37,18 @@ MAX_DESCRIPTIONS = 3
 MAX_DESCRIPTION_LENGTH = 1000
 """In code points."""
 MAX_NAME_LENGTH = 255
-"""Emulator choice: names longer than this are refused."""
+"""Emulator's choice (``EmulatorConfig.max_name_length``): names longer than this are refused."""
 MAX_SORT = 2**31 - 1
-"""Emulator choice: sort must be within 0..MAX_SORT."""
+"""Emulator's choice (``EmulatorConfig.sort_range``): sort must be within 0..MAX_SORT."""
+
+
+@frozen
+class FieldRules:
+    """The field limits the pages never state, as the config sets them (None: no limit)."""
+
+    max_name_length: int | None = MAX_NAME_LENGTH
+    sort_range: tuple[int, int] | None = (0, MAX_SORT)
+
 
 # --- choices ----------------------------------------------------------------------------------
 

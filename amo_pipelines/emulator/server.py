@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import secrets
 from types import TracebackType
@@ -16,6 +17,7 @@ from .gateway import Runtime
 from .limits import RateLimiter
 from .oauth import OAuthServer
 from .records import RequestLogEntry, Stats
+from .seeding import seed_account
 from .state import AccountState
 
 
@@ -31,23 +33,29 @@ class Emulator:
     def __init__(self, config: EmulatorConfig | None = None) -> None:
         self.config = config if config is not None else EmulatorConfig()
         cfg = self.config
-        self.state = AccountState(account_id=cfg.account_id, wall_clock=cfg.wall_clock)
-        self.state.seed(like_spec=cfg.seed_account)
+        self.state = AccountState(
+            account_id=cfg.account_id,
+            wall_clock=cfg.wall_clock,
+            refuse_main_delete=cfg.refuse_main_delete,
+            refuse_demoting_only=cfg.refuse_demoting_only,
+        )
+        seed_account(self.state, like_spec=cfg.seed_account)
         self.admin_token, self.user_token = self._tokens()
         self.state.add_token(self.admin_token, admin=True, user_id=1)
         self.state.add_token(self.user_token, admin=False, user_id=2)
         self.stats = Stats()
         self.request_log: list[RequestLogEntry] = []
-        self.faults = FaultInjector(cfg.fault_rates, cfg.seed)
+        self.faults = FaultInjector(cfg.fault_rates, cfg.seed, cfg.fault_commit)
         self._limiter = RateLimiter(
             token_rps=cfg.token_rps,
             account_rps=cfg.account_rps,
             window=cfg.window,
             block_after=cfg.block_after,
             block_window=cfg.block_window,
+            count_rejected=cfg.count_rejected,
         )
         seed = cfg.seed
-        runtime = Runtime(
+        self._runtime = runtime = Runtime(
             config=cfg,
             state=self.state,
             stats=self.stats,
@@ -116,10 +124,25 @@ class Emulator:
         self._runner = runner
 
     async def stop(self) -> None:
+        """Stop serving; late commits not applied yet are dropped (see :meth:`settle`)."""
         runner, self._runner = self._runner, None
         self._url = None
+        pending = list(self._runtime.pending)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         if runner is not None:
             await runner.cleanup()
+
+    @property
+    def pending_commits(self) -> int:
+        """Late commits (``Fault.late_commit``) waiting to be applied."""
+        return len(self._runtime.pending)
+
+    async def settle(self) -> None:
+        """Wait until every pending late commit has been applied."""
+        while self._runtime.pending:
+            await asyncio.gather(*self._runtime.pending, return_exceptions=True)
 
     async def __aenter__(self) -> Emulator:
         await self.start()

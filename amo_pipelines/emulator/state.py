@@ -97,6 +97,14 @@ class Pipeline:
     def ordered_statuses(self) -> list[Status]:
         return sorted(self.statuses.values(), key=lambda s: (s.sort, s.id))
 
+    def shown_statuses(self) -> list[Status]:
+        """What the API lists: the incoming status only while incoming leads are on (as both
+        PATCH examples show); it is kept, and comes back when they are turned on again."""
+        ordered = self.ordered_statuses()
+        if self.is_unsorted_on:
+            return ordered
+        return [s for s in ordered if s.type != TYPE_INCOMING]
+
     def regular_statuses(self) -> list[Status]:
         return [s for s in self.ordered_statuses() if not s.is_system]
 
@@ -121,6 +129,10 @@ class AccountState:
     next_pipeline_id: int = 3177728
     next_status_id: int = 32392166
     next_description_id: int = 494
+    refuse_main_delete: bool = True
+    """``EmulatorConfig.refuse_main_delete``."""
+    refuse_demoting_only: bool = True
+    """``EmulatorConfig.refuse_demoting_only``."""
 
     # --- queries ------------------------------------------------------------------------------
 
@@ -218,7 +230,7 @@ class AccountState:
                 is_main=False,
                 is_unsorted_on=plan.is_unsorted_on,
             )
-            self._add_system_statuses(pipeline, plan.closed_names)
+            self.add_system_statuses(pipeline, plan.closed_names)
             self.pipelines[pipeline.id] = pipeline
             self._insert_statuses(pipeline, plan.statuses)
             if plan.is_main:
@@ -226,7 +238,7 @@ class AccountState:
             created.append(pipeline)
         return created
 
-    def _add_system_statuses(
+    def add_system_statuses(
         self, pipeline: Pipeline, names: Mapping[int, str] | None = None, incoming_id: int = 0
     ) -> None:
         names = names or {}
@@ -257,10 +269,9 @@ class AccountState:
     def patch_pipeline(self, pipeline: Pipeline, patch: PipelinePatch) -> Pipeline:
         successor: Pipeline | None = None
         if patch.is_main is False and pipeline.is_main:
-            others = [p for p in self.ordered_pipelines() if p is not pipeline]
-            if not others:
+            successor = self._successor(pipeline)
+            if successor is None and self.refuse_demoting_only:
                 raise StateError(400, "The only pipeline must stay the main one")
-            successor = others[0]
         if patch.name is not None:
             pipeline.name = patch.name
         if patch.sort is not None:
@@ -273,14 +284,21 @@ class AccountState:
             self._make_main(successor)
         return pipeline
 
+    def _successor(self, pipeline: Pipeline) -> Pipeline | None:
+        """The pipeline that becomes main when ``pipeline`` stops being it."""
+        return next((p for p in self.ordered_pipelines() if p is not pipeline), None)
+
     def delete_pipeline(self, pipeline: Pipeline) -> None:
         if len(self.pipelines) == 1:
             raise StateError(400, "The last pipeline can not be deleted")
-        if pipeline.is_main:
+        if pipeline.is_main and self.refuse_main_delete:
             raise StateError(400, "The main pipeline can not be deleted")
         if pipeline.leads or pipeline.sources:
             raise StateError(422, "Pipeline has leads or sources")
+        successor = self._successor(pipeline) if pipeline.is_main else None
         del self.pipelines[pipeline.id]
+        if successor is not None:
+            self._make_main(successor)
 
     # --- statuses -----------------------------------------------------------------------------
 
@@ -365,35 +383,3 @@ class AccountState:
             if regular:
                 return regular[0]
         return ordered[0]
-
-    # --- seeding ------------------------------------------------------------------------------
-
-    def seed(self, *, like_spec: bool) -> None:
-        """Create the account's main pipeline (see ``EmulatorConfig.seed_account``)."""
-        pipeline = Pipeline(id=3177727, name="Воронка", sort=1, is_main=True, is_unsorted_on=True)
-        self.pipelines[pipeline.id] = pipeline
-        self._add_system_statuses(pipeline, incoming_id=32392156)
-        if not like_spec:
-            return
-        first = Status(32392159, pipeline.id, "Первичный контакт", 20, "#99ccff")
-        second = Status(32392165, pipeline.id, "Принимают решение", 30, "#ffcc66")
-        pipeline.statuses[first.id] = first
-        pipeline.statuses[second.id] = second
-        stamp = "2023-05-05 09:38:00"
-        for desc_id, level, who, editor in (
-            (489, "newbie", 12345, None),
-            (491, "candidate", 0, 12345),
-            (493, "master", 123456, 123457),
-        ):
-            label = {"newbie": "новичка", "candidate": "кандидата", "master": "мастера"}[level]
-            first.descriptions[level] = Description(
-                id=desc_id,
-                pipeline_id=pipeline.id,
-                status_id=first.id,
-                level=level,
-                text=f'Описание статуса "Первичный контакт" для {label}',
-                created_at=stamp,
-                created_by=who,
-                updated_at=stamp,
-                updated_by=editor,
-            )

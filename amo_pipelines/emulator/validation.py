@@ -1,7 +1,9 @@
 """Request body validation: JSON in, typed plans or per-item ``validation-errors`` out.
 
 Validation never looks at the account beyond what it is given, and never changes it; the
-handlers apply a plan only when the whole request is valid (all-or-nothing).
+handlers apply a plan only when the whole request is valid (all-or-nothing). Fields a request
+does not document are ignored, wherever they are: the pages never say they are refused (and
+the official PHP library sends ``request_id`` inside embedded statuses).
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from .rules import (
     LEVELS,
     MAX_DESCRIPTION_LENGTH,
     MAX_DESCRIPTIONS,
-    MAX_NAME_LENGTH,
-    MAX_SORT,
     PALETTE,
     PIPELINE_FIELDS,
     STATUS_FIELDS,
+    FieldRules,
 )
+
+DEFAULT_RULES = FieldRules()
 
 # --- field checks -----------------------------------------------------------------------------
 
@@ -39,18 +42,16 @@ from .rules import (
 class _Item:
     """Collects the errors of one item."""
 
-    def __init__(self, data: Mapping[str, Any], prefix: str = "") -> None:
+    def __init__(
+        self, data: Mapping[str, Any], prefix: str = "", rules: FieldRules = DEFAULT_RULES
+    ) -> None:
         self.data = data
         self.prefix = prefix
+        self.rules = rules
         self.errors: list[FieldError] = []
 
     def error(self, code: str, name: str, detail: str) -> None:
         self.errors.append(FieldError(code, self.prefix + name, detail))
-
-    def unexpected(self, allowed: tuple[str, ...]) -> None:
-        for key in self.data:
-            if key not in allowed:
-                self.error("UnexpectedField", key, f"Field {key!r} is not supported here")
 
     def present(self, name: str, required: bool) -> bool:
         if name in self.data:
@@ -69,8 +70,9 @@ class _Item:
         if not value.strip():
             self.error("NotBlank", key, "Must not be empty")
             return None
-        if len(value) > MAX_NAME_LENGTH:
-            self.error("TooLong", key, f"Must be at most {MAX_NAME_LENGTH} characters")
+        limit = self.rules.max_name_length
+        if limit is not None and len(value) > limit:
+            self.error("TooLong", key, f"Must be at most {limit} characters")
             return None
         return value
 
@@ -81,8 +83,9 @@ class _Item:
         if not isinstance(value, int) or isinstance(value, bool):
             self.error("InvalidType", "sort", "Must be an integer")
             return None
-        if not 0 <= value <= MAX_SORT:
-            self.error("OutOfRange", "sort", f"Must be within 0..{MAX_SORT}")
+        bounds = self.rules.sort_range
+        if bounds is not None and not bounds[0] <= value <= bounds[1]:
+            self.error("OutOfRange", "sort", f"Must be within {bounds[0]}..{bounds[1]}")
             return None
         return value
 
@@ -169,7 +172,7 @@ def _finish(items: list[ItemErrors]) -> None:
 # --- pipelines --------------------------------------------------------------------------------
 
 
-def validate_new_pipelines(body: list[Any]) -> list[NewPipeline]:
+def validate_new_pipelines(body: list[Any], rules: FieldRules = DEFAULT_RULES) -> list[NewPipeline]:
     """Validate a pipelines POST body (a non-empty array)."""
     plans: list[NewPipeline] = []
     failed: list[ItemErrors] = []
@@ -181,10 +184,9 @@ def validate_new_pipelines(body: list[Any]) -> list[NewPipeline]:
                 ItemErrors(request_id, (FieldError("InvalidType", "", "Must be an object"),))
             )
             continue
-        item = _Item(raw)
+        item = _Item(raw, rules=rules)
         if rid_error is not None:
             item.errors.append(rid_error)
-        item.unexpected((*PIPELINE_FIELDS, "request_id", "_embedded"))
         name = item.name()
         sort = item.sort()
         is_main = item.flag("is_main")
@@ -213,7 +215,6 @@ def _embedded_statuses(item: _Item) -> tuple[tuple[NewStatus, ...], dict[int, st
     if embedded is None:
         return (), closed
     outer = _Item(embedded, "_embedded.")
-    outer.unexpected(("statuses",))
     raw_list = _list(outer, "statuses") if outer.present("statuses", False) else []
     item.errors.extend(outer.errors)
     for index, raw in enumerate(raw_list or []):
@@ -221,9 +222,8 @@ def _embedded_statuses(item: _Item) -> tuple[tuple[NewStatus, ...], dict[int, st
         if not isinstance(raw, dict):
             item.errors.append(FieldError("InvalidType", prefix.rstrip("."), "Must be an object"))
             continue
-        sub = _Item(raw, prefix)
+        sub = _Item(raw, prefix, item.rules)
         if "id" in raw:
-            sub.unexpected(("id", "name"))
             status_id = raw["id"]
             name = sub.name()
             if status_id not in CLOSED_STATUS_IDS or isinstance(status_id, bool):
@@ -235,7 +235,6 @@ def _embedded_statuses(item: _Item) -> tuple[tuple[NewStatus, ...], dict[int, st
             elif name is not None:
                 closed[status_id] = name
         else:
-            sub.unexpected(("name", "sort", "color"))
             name = sub.name()
             sort = sub.sort()
             color = sub.color()
@@ -247,13 +246,14 @@ def _embedded_statuses(item: _Item) -> tuple[tuple[NewStatus, ...], dict[int, st
     return tuple(statuses), closed
 
 
-def validate_pipeline_patch(body: dict[str, Any]) -> PipelinePatch:
+def validate_pipeline_patch(
+    body: dict[str, Any], rules: FieldRules = DEFAULT_RULES
+) -> PipelinePatch:
     """Validate a pipeline PATCH body (a non-empty object)."""
     request_id, rid_error = _request_id(body, "0")
-    item = _Item(body)
+    item = _Item(body, rules=rules)
     if rid_error is not None:
         item.errors.append(rid_error)
-    item.unexpected((*PIPELINE_FIELDS, "request_id"))
     if not any(key in body for key in PIPELINE_FIELDS):
         item.error("FieldMissing", "", f"At least one of {', '.join(PIPELINE_FIELDS)} is required")
     patch = PipelinePatch(
@@ -270,7 +270,7 @@ def validate_pipeline_patch(body: dict[str, Any]) -> PipelinePatch:
 # --- statuses ---------------------------------------------------------------------------------
 
 
-def validate_new_statuses(body: list[Any]) -> list[NewStatus]:
+def validate_new_statuses(body: list[Any], rules: FieldRules = DEFAULT_RULES) -> list[NewStatus]:
     """Validate a statuses POST body (a non-empty array)."""
     plans: list[NewStatus] = []
     failed: list[ItemErrors] = []
@@ -281,10 +281,9 @@ def validate_new_statuses(body: list[Any]) -> list[NewStatus]:
                 ItemErrors(request_id, (FieldError("InvalidType", "", "Must be an object"),))
             )
             continue
-        item = _Item(raw)
+        item = _Item(raw, rules=rules)
         if rid_error is not None:
             item.errors.append(rid_error)
-        item.unexpected(("name", "sort", "color", "descriptions", "request_id"))
         name = item.name()
         sort = item.sort()
         color = item.color()
@@ -327,7 +326,6 @@ def _description_items(item: _Item) -> list[tuple[_Item, str | None]]:
 def _new_descriptions(item: _Item) -> tuple[NewDescription, ...]:
     found: list[NewDescription] = []
     for sub, level in _description_items(item):
-        sub.unexpected(("level", "description"))
         text = sub.description_text("description", required=True)
         if level is not None and text is not None:
             found.append(NewDescription(level, text))
@@ -335,13 +333,14 @@ def _new_descriptions(item: _Item) -> tuple[NewDescription, ...]:
     return tuple(found)
 
 
-def validate_status_patch(body: dict[str, Any], existing: Mapping[int, str]) -> StatusPatch:
+def validate_status_patch(
+    body: dict[str, Any], existing: Mapping[int, str], rules: FieldRules = DEFAULT_RULES
+) -> StatusPatch:
     """Validate a status PATCH body; ``existing`` maps the status's description ids to levels."""
     request_id, rid_error = _request_id(body, "0")
-    item = _Item(body)
+    item = _Item(body, rules=rules)
     if rid_error is not None:
         item.errors.append(rid_error)
-    item.unexpected((*STATUS_FIELDS, "request_id"))
     if not any(key in body for key in STATUS_FIELDS):
         item.error("FieldMissing", "", f"At least one of {', '.join(STATUS_FIELDS)} is required")
     name = item.name(required=False)
@@ -349,7 +348,6 @@ def validate_status_patch(body: dict[str, Any], existing: Mapping[int, str]) -> 
     color = item.color()
     changes: list[DescriptionChange] | None = [] if "descriptions" in body else None
     for sub, level in _description_items(item):
-        sub.unexpected(("id", "level", "description"))
         desc_id: int | None = None
         if sub.present("id", False):
             raw_id = sub.data["id"]
