@@ -117,7 +117,13 @@ class Pipeline:
 
     @property
     def incoming(self) -> Status | None:
-        """The incoming-leads status, absent when a response leaves it out."""
+        """The incoming-leads status, or ``None`` when the response leaves it out.
+
+        The API leaves it out while the pipeline's incoming leads are off
+        (``is_unsorted_on`` false; see the PATCH examples on both API pages): the status
+        still exists and is listed again once they are turned back on. ``won``, ``lost``,
+        ``custom_statuses`` and the lookups work the same either way.
+        """
         return next((s for s in self.statuses if s.is_incoming), None)
 
     @property
