@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import builtins
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
-from ._batch import BatchCreate, OnAmbiguous, fan_out, in_request_order
-from .constants import MAX_PIPELINES_PER_ACCOUNT
+from ._batch import OnAmbiguous, encode_json, in_request_order
+from .constants import LOST_STATUS_ID, MAX_PIPELINES_PER_ACCOUNT, WON_STATUS_ID
 from .converter import converter
 from .errors import InvalidInputError, NotFoundError
-from .inputs import NewPipeline, PipelineUpdate, check_batch, check_id, check_updates
+from .inputs import NewPipeline, PipelineUpdate, check_batch, check_id, check_ids, check_updates
 from .models import Pipeline, PipelineCollection
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ class PipelinesAPI:
         self._client = client
 
     def _seen(self, pipelines: Sequence[Pipeline]) -> None:
-        self._client.watermarks.see_pipelines(pipelines)
+        self._client._batches.watermarks.see_pipelines(pipelines)
 
     async def list(self) -> builtins.list[Pipeline]:
         """Every pipeline of the account with its statuses (the API does not paginate)."""
@@ -62,25 +63,20 @@ class PipelinesAPI:
         :class:`BatchError` says which were created and which were not.
         """
         items = check_batch(pipelines, NewPipeline, MAX_PIPELINES_PER_ACCOUNT, "pipelines")
-        options = self._client.batch_options(batch_size, on_ambiguous)
-        if options["on_ambiguous"] == "reconcile":
-            await self._client.seed_watermarks()
-        return await BatchCreate(
+        return await self._client._batches.create(
             items,
+            kind="pipeline",
+            scope="pipelines",
+            where="pipelines",
             send=self._send_chunk,
             list_existing=self.list,
-            watermark=self._client.watermarks.pipeline,
-            **options,
-        ).run()
+            matches=is_created_from,
+            batch_size=batch_size,
+            on_ambiguous=on_ambiguous,
+        )
 
-    async def _send_chunk(
-        self, items: Sequence[NewPipeline], request_ids: Sequence[str]
-    ) -> builtins.list[Pipeline]:
-        body = [
-            {**converter.unstructure(item), "request_id": rid}
-            for item, rid in zip(items, request_ids, strict=True)
-        ]
-        page = await self._client.fetch("POST", PIPELINES, PipelineCollection, json=body)
+    async def _send_chunk(self, body: bytes, request_ids: Sequence[str]) -> builtins.list[Pipeline]:
+        page = await self._client.fetch("POST", PIPELINES, PipelineCollection, body=body)
         assert page is not None
         created = page.embedded.pipelines
         self._seen(created)
@@ -90,8 +86,11 @@ class PipelinesAPI:
         path = pipeline_path(pipeline_id)
         if not isinstance(update, PipelineUpdate):
             raise InvalidInputError("must be a PipelineUpdate", field="update")
-        body = converter.unstructure(update)
-        pipeline = await self._client.fetch("PATCH", path, Pipeline, json=body)
+        body = encode_json(converter.unstructure(update), "update")
+        return await self._patch(path, body)
+
+    async def _patch(self, path: str, body: bytes) -> Pipeline:
+        pipeline = await self._client.fetch("PATCH", path, Pipeline, body=body)
         assert pipeline is not None
         return pipeline
 
@@ -101,7 +100,15 @@ class PipelinesAPI:
         """PATCH several pipelines concurrently (the API has no batch edit); results in
         input order, or :class:`BatchError` with what was and was not changed."""
         pairs = check_updates(updates, PipelineUpdate, "pipeline_id")
-        return await fan_out([partial(self.update, p, u) for p, u in pairs])
+        calls = [
+            partial(
+                self._patch,
+                pipeline_path(p),
+                encode_json(converter.unstructure(u), f"updates[{i}]"),
+            )
+            for i, (p, u) in enumerate(pairs)
+        ]
+        return await self._client._batches.fan_out(calls)
 
     async def delete(self, pipeline_id: int) -> None:
         """Delete a pipeline. The API refuses the last one and one that holds leads (422)."""
@@ -109,5 +116,34 @@ class PipelinesAPI:
 
     async def delete_many(self, pipeline_ids: Iterable[int]) -> None:
         """DELETE several pipelines concurrently; :class:`BatchError` on any failure."""
-        ids = [check_id(p, f"pipeline_ids[{i}]") for i, p in enumerate(pipeline_ids)]
-        await fan_out([partial(self.delete, p) for p in ids])
+        ids = check_ids(pipeline_ids, "pipeline_ids")
+        await self._client._batches.fan_out([partial(self.delete, p) for p in ids])
+
+
+def is_created_from(item: NewPipeline, pipeline: Pipeline) -> bool:
+    """Whether ``pipeline`` holds every field ``item`` sent that the API keeps as sent.
+
+    ``sort`` is left out, of the pipeline and of its statuses: the API may renumber it.
+    """
+    if (item.name, item.is_main, item.is_unsorted_on) != (
+        pipeline.name,
+        pipeline.is_main,
+        pipeline.is_unsorted_on,
+    ):
+        return False
+    custom = [s for s in item.statuses if not s.is_system]
+    if Counter(s.name for s in custom) != Counter(s.name for s in pipeline.custom_statuses):
+        return False
+    for sent in custom:
+        if sent.color is not None and not any(
+            s.name == sent.name and s.color.lower() == sent.color.value
+            for s in pipeline.custom_statuses
+        ):
+            return False
+    names = {WON_STATUS_ID: item.won_status_name, LOST_STATUS_ID: item.lost_status_name}
+    names.update({s.id: s.name for s in item.statuses if s.id is not None})
+    for status_id, name in names.items():
+        status = pipeline.status_by_id(status_id)
+        if name is not None and (status is None or status.name != name):
+            return False
+    return True

@@ -7,11 +7,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
-from ._batch import BatchCreate, OnAmbiguous, fan_out, in_request_order
+from ._batch import OnAmbiguous, encode_json, in_request_order
 from .constants import MAX_CUSTOM_STATUSES_PER_PIPELINE
 from .converter import converter
-from .errors import InvalidInputError, NotFoundError
-from .inputs import NewStatus, StatusUpdate, check_batch, check_id, check_updates
+from .errors import AmoError, InvalidInputError, NotFoundError, UnknownOutcomeError
+from .inputs import NewStatus, StatusUpdate, check_batch, check_id, check_ids, check_updates
 from .models import Status, StatusCollection
 from .pipelines import pipeline_path
 
@@ -43,7 +43,7 @@ class StatusesAPI:
         )
         if page is None:
             return []
-        self._client.watermarks.see_statuses(page.embedded.statuses)
+        self._client._batches.watermarks.see_statuses(page.embedded.statuses)
         return builtins.list(page.embedded.statuses)
 
     async def get(
@@ -71,43 +71,83 @@ class StatusesAPI:
         """
         path = statuses_path(pipeline_id)
         items = check_batch(statuses, NewStatus, MAX_CUSTOM_STATUSES_PER_PIPELINE, "statuses")
-        options = self._client.batch_options(batch_size, on_ambiguous)
-        if options["on_ambiguous"] == "reconcile":
-            await self._client.seed_watermarks()
 
-        async def send(chunk: Sequence[NewStatus], request_ids: Sequence[str]) -> list[Status]:
-            body = [
-                {**converter.unstructure(item), "request_id": rid}
-                for item, rid in zip(chunk, request_ids, strict=True)
-            ]
-            page = await self._client.fetch("POST", path, StatusCollection, json=body)
+        async def send(body: bytes, request_ids: Sequence[str]) -> list[Status]:
+            page = await self._client.fetch("POST", path, StatusCollection, body=body)
             assert page is not None
             created = page.embedded.statuses
-            self._client.watermarks.see_statuses(created)
+            self._client._batches.watermarks.see_statuses(created)
             return in_request_order(request_ids, created, method="POST", path=path)
 
         async def list_existing() -> list[Status]:
-            # with=descriptions: a reconciled status comes back as complete as a created one.
+            # with=descriptions: a reconciled status comes back as complete as a created one,
+            # and its descriptions can be compared with the ones sent.
             found = await self.list(pipeline_id, with_descriptions=True)
             return [s for s in found if not s.is_system]
 
-        return await BatchCreate(
+        return await self._client._batches.create(
             items,
+            kind="status",
+            scope=("statuses", pipeline_id),
+            where="statuses",
             send=send,
             list_existing=list_existing,
-            watermark=self._client.watermarks.status,
+            matches=is_created_from,
             ordered=True,  # sort is relative to what exists: chunks must land in order
-            **options,
-        ).run()
+            batch_size=batch_size,
+            on_ambiguous=on_ambiguous,
+        )
 
     async def update(self, pipeline_id: int, status_id: int, update: StatusUpdate) -> Status:
-        path = status_path(pipeline_id, status_id)
+        """Change a status.
+
+        An update that creates or deletes descriptions is not idempotent (a second copy
+        would create another description, or fail to delete one already gone), so it is
+        never resent after an ambiguous failure. The status is read instead: if it shows
+        the change, the update succeeded; if not, :class:`UnknownOutcomeError` says the
+        outcome is unknown (the first copy may still land).
+        """
+        status_path(pipeline_id, status_id)
         if not isinstance(update, StatusUpdate):
             raise InvalidInputError("must be a StatusUpdate", field="update")
-        body = converter.unstructure(update)
-        status = await self._client.fetch("PATCH", path, Status, json=body)
+        body = encode_json(converter.unstructure(update), "update")
+        return await self._patch(pipeline_id, status_id, update, body)
+
+    async def _patch(
+        self, pipeline_id: int, status_id: int, update: StatusUpdate, body: bytes
+    ) -> Status:
+        path = status_path(pipeline_id, status_id)
+        idempotent = not any(d.id is None or d.is_delete for d in update.descriptions or ())
+        try:
+            status = await self._client.fetch(
+                "PATCH", path, Status, body=body, idempotent=idempotent
+            )
+        except AmoError as e:
+            if idempotent or not e.may_have_been_processed:
+                raise
+            return await self._check_applied(pipeline_id, status_id, update, e)
         assert status is not None
         return status
+
+    async def _check_applied(
+        self, pipeline_id: int, status_id: int, update: StatusUpdate, failure: AmoError
+    ) -> Status:
+        what = f"PATCH {status_path(pipeline_id, status_id)}"
+        try:
+            status = await self.get(pipeline_id, status_id, with_descriptions=True)
+        except AmoError as e:
+            raise UnknownOutcomeError(
+                f"{what} failed ({failure}) and the status could not be read to tell whether "
+                f"it was applied ({e}); read it before trying again",
+                cause=failure,
+            ) from failure
+        if shows_update(status, update):
+            return status
+        raise UnknownOutcomeError(
+            f"{what} failed ({failure}) and the status does not show the change yet; it may "
+            "still be applied: read the status before trying again",
+            cause=failure,
+        ) from failure
 
     async def update_many(
         self,
@@ -118,7 +158,17 @@ class StatusesAPI:
         or :class:`BatchError` with what was and was not changed."""
         statuses_path(pipeline_id)
         pairs = check_updates(updates, StatusUpdate, "status_id")
-        return await fan_out([partial(self.update, pipeline_id, s, u) for s, u in pairs])
+        calls = [
+            partial(
+                self._patch,
+                pipeline_id,
+                s,
+                u,
+                encode_json(converter.unstructure(u), f"updates[{i}]"),
+            )
+            for i, (s, u) in enumerate(pairs)
+        ]
+        return await self._client._batches.fan_out(calls)
 
     async def delete(self, pipeline_id: int, status_id: int) -> None:
         """Delete a status; its leads move to the pipeline's first status."""
@@ -128,5 +178,43 @@ class StatusesAPI:
         """DELETE several statuses of one pipeline concurrently; :class:`BatchError` on
         any failure."""
         statuses_path(pipeline_id)
-        ids = [check_id(s, f"status_ids[{i}]") for i, s in enumerate(status_ids)]
-        await fan_out([partial(self.delete, pipeline_id, s) for s in ids])
+        ids = check_ids(status_ids, "status_ids")
+        await self._client._batches.fan_out([partial(self.delete, pipeline_id, s) for s in ids])
+
+
+def is_created_from(item: NewStatus, status: Status) -> bool:
+    """Whether ``status`` holds every field ``item`` sent that the API keeps as sent.
+
+    ``sort`` is left out: the API renumbers it. ``status`` must have been read with its
+    descriptions.
+    """
+    if status.name != item.name:
+        return False
+    if item.color is not None and status.color.lower() != item.color.value:
+        return False
+    sent = {(d.level.value, d.description) for d in item.descriptions}
+    return sent == {(str(d.level), d.description) for d in status.descriptions or ()}
+
+
+def shows_update(status: Status, update: StatusUpdate) -> bool:
+    """Whether ``status`` (read with its descriptions) shows every change of ``update``.
+
+    ``sort`` cannot be checked: the API renumbers it.
+    """
+    if update.name is not None and status.name != update.name:
+        return False
+    if update.color is not None and status.color.lower() != update.color.value:
+        return False
+    held = status.descriptions or ()
+    for change in update.descriptions or ():
+        if change.is_delete:
+            if any(d.id == change.id for d in held):
+                return False
+        elif not any(
+            str(d.level) == change.level.value
+            and d.description == change.description
+            and (change.id is None or d.id == change.id)
+            for d in held
+        ):
+            return False
+    return True

@@ -68,6 +68,7 @@ async def test_migration_through_faults_ends_exactly_as_intended(seed: int, limi
             rate_limiter=limiter,
             retry=RetryPolicy(max_attempts=10, backoff=0.02, max_backoff=0.2),
             batch_size=25,
+            reconcile_wait=0.05,  # the emulator's faults commit at once or never
         ) as amo,
     ):
         created = await amo.pipelines.create(
