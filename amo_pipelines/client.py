@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -12,27 +13,35 @@ import aiohttp
 from yarl import URL
 
 from . import _json
-from ._batch import OnAmbiguous, Watermarks
+from ._batch import Batches, BatchStopPolicy, OnAmbiguous, encode_json
 from .auth import TOKEN_PATH, AuthProvider, LongLivedToken, UsesTokenEndpoint
 from .circuit import CircuitBreaker
 from .clock import SYSTEM_CLOCK, Clock
-from .constants import MAX_ITEMS_PER_REQUEST, RECOMMENDED_BATCH_SIZE
+from .constants import RECOMMENDED_BATCH_SIZE
 from .converter import converter
 from .errors import (
     ClientClosedError,
     InvalidInputError,
     RequestNotSentError,
     UnexpectedResponseError,
+    WrongEventLoopError,
     error_from_response,
 )
-from .models import Pipeline
 from .pipelines import PipelinesAPI
-from .policies import AuthPolicy, Handler, LoggingPolicy, Policy, chain, current_attempt
+from .policies import (
+    AuthPolicy,
+    CloseGate,
+    Handler,
+    LoggingPolicy,
+    Policy,
+    chain,
+    current_attempt,
+)
 from .ratelimit import RateLimiter
 from .retry import RetryPolicy
 from .statuses import StatusesAPI
 from .throttle import ThrottlePolicy
-from .transport.aiohttp import AiohttpTransport
+from .transport.aiohttp import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport
 from .transport.base import Request, Response, Transport, sealed_headers
 from .urls import account_url, check_path
 
@@ -66,11 +75,19 @@ class _TokenEndpoint:
         self._send: Handler = chain([LoggingPolicy()], client._transport)
         self._retry = client.retry
         self._clock = client.clock
+        self._gate = client._gate
+        self._bind_loop = client._bind_loop
 
     def __repr__(self) -> str:
         return f"TokenEndpoint({str(self.url)!r})"
 
+    @property
+    def closing(self) -> bool:
+        """The client is closing: a provider shared with other clients uses theirs."""
+        return self._gate.closed
+
     async def post(self, payload: Mapping[str, str]) -> Response:
+        self._bind_loop()
         request = Request(
             method="POST",
             url=self.url,
@@ -86,12 +103,16 @@ class _TokenEndpoint:
             marker = current_attempt.set(attempt)
             try:
                 return await self._send(request)
-            except RequestNotSentError:
-                if attempt >= min(self.ATTEMPTS, self._retry.max_attempts):
+            except RequestNotSentError as e:
+                # Not sent: a closing client does not try again (nor wait to).
+                if attempt >= min(self.ATTEMPTS, self._retry.max_attempts) or self._gate.closed:
                     raise
+                failure = e
             finally:
                 current_attempt.reset(marker)
-            await self._clock.sleep(self._retry.backoff_for(attempt))
+            await self._gate.sleep(self._clock, self._retry.backoff_for(attempt))
+            if self._gate.closed:
+                raise failure
             attempt += 1
 
 
@@ -106,13 +127,19 @@ class AmoClient:
     host that came from outside (a webhook, an OAuth redirect's ``referer``) use
     :func:`~amo_pipelines.parse_account_host`, which admits amoCRM / Kommo hosts only.
     ``session`` borrows your :class:`aiohttp.ClientSession` (left open on close);
+    ``timeout`` (seconds, or an :class:`aiohttp.ClientTimeout`; never zero or negative) and
+    ``max_response_bytes`` (default 32 MiB; a larger answer raises
+    :class:`~amo_pipelines.ResponseTooLargeError`) configure the default transport;
     ``transport`` replaces aiohttp altogether (e.g. :class:`amo_pipelines.testing.MockTransport`).
 
     Throughput and safety: ``rate_limiter`` and ``circuit_breaker`` default to instances
     shared by every client of the running event loop, so clients of one account share its
     budget; pass your own to scope them differently. ``retry`` decides what is retried
-    (see :mod:`amo_pipelines.retry`); ``batch_size`` (1 to 250) and ``on_ambiguous``
-    (``"reconcile"`` or ``"raise"``) shape batch creates. ``clock`` drives every wait.
+    (see :mod:`amo_pipelines.retry`); ``batch_size`` (1 to 250), ``on_ambiguous``
+    (``"reconcile"`` or ``"raise"``) and ``reconcile_wait`` (seconds a create waits after an
+    ambiguous failure before it sends again what the server does not show; by default
+    twice the transport's total timeout, 120 s where it has none) shape batch creates.
+    ``clock`` drives every wait.
     """
 
     def __init__(
@@ -126,12 +153,14 @@ class AmoClient:
         transport: Transport | None = None,
         session: aiohttp.ClientSession | None = None,
         timeout: aiohttp.ClientTimeout | float | None = None,
+        max_response_bytes: int | None = None,
         log_bodies: bool = False,
         rate_limiter: RateLimiter | None = None,
         circuit_breaker: CircuitBreaker | None = None,
         retry: RetryPolicy | None = None,
         batch_size: int = RECOMMENDED_BATCH_SIZE,
         on_ambiguous: OnAmbiguous = "reconcile",
+        reconcile_wait: float | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.base_url = account_url(base_url=base_url, subdomain=subdomain, domain=domain)
@@ -142,19 +171,28 @@ class AmoClient:
                 "must be an AuthProvider, such as OAuth2 or LongLivedToken", field="auth"
             )
         self._auth: AuthProvider = auth or LongLivedToken(access_token)  # type: ignore[arg-type]
-        if transport is not None and (session is not None or timeout is not None):
+        if transport is not None and (
+            session is not None or timeout is not None or max_response_bytes is not None
+        ):
             raise InvalidInputError(
-                "session and timeout configure the default transport; "
+                "session, timeout and max_response_bytes configure the default transport; "
                 "configure your own transport instead",
                 field="transport",
             )
         self._owns_transport = transport is None
-        self._transport: Transport = transport or AiohttpTransport(session=session, timeout=timeout)
-        self._check_batch_options(batch_size, on_ambiguous)
-        self.batch_size = batch_size
-        self.on_ambiguous: OnAmbiguous = on_ambiguous
+        self._transport: Transport = transport or AiohttpTransport(
+            session=session,
+            timeout=timeout,
+            max_response_bytes=(
+                DEFAULT_MAX_RESPONSE_BYTES if max_response_bytes is None else max_response_bytes
+            ),
+        )
         self.clock = clock
         self.retry = retry or RetryPolicy(clock=clock)
+        self._gate = CloseGate()
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one that first used it
+        auth_policy = AuthPolicy(self._auth, self.base_url)
         self.throttle = ThrottlePolicy(
             # The account's budget is keyed by its origin's host (and port, where one is
             # given: two emulators on 127.0.0.1 are two accounts).
@@ -166,14 +204,29 @@ class AmoClient:
             integration=self._auth.fingerprint,
             limiter=rate_limiter,
             breaker=circuit_breaker,
+            # Without a limiter or breaker of its own, a client on another clock (a
+            # FakeClock) gets defaults driven by that clock, not the shared ones.
+            clock=clock,
+            gate=self._gate,
+            check=auth_policy.check,
         )
-        self.watermarks = Watermarks()
-        self._seeding: asyncio.Future[list[Pipeline]] | None = None
+        self.pipelines = PipelinesAPI(self)
+        self.statuses = StatusesAPI(self)
+        self._batches = Batches(
+            batch_size=batch_size,
+            on_ambiguous=on_ambiguous,
+            reconcile_wait=_reconcile_wait(reconcile_wait, self._transport),
+            max_rounds=self.retry.max_attempts,
+            backoff=self.retry.backoff_for,
+            clock=clock,
+            list_pipelines=self.pipelines.list,
+        )
         self._policies: list[Policy] = [
-            self.retry,
+            _Gated(self.retry, self._gate),
             # Outside the throttle: waiting for a token refresh holds no rate-limit slot.
-            AuthPolicy(self._auth, self.base_url),
+            auth_policy,
             self.throttle,
+            BatchStopPolicy(),
             LoggingPolicy(log_bodies=log_bodies),
         ]
         self._handler = chain(self._policies, self._transport)
@@ -181,62 +234,20 @@ class AmoClient:
         if isinstance(self._auth, UsesTokenEndpoint):
             self._token_endpoint = _TokenEndpoint(self)
             self._auth.attach(self._token_endpoint)
-        self._closed = False
         # The same few URLs come up again and again: reusing the URL object skips
         # rebuilding it and keeps the values yarl caches on it (host, origin, path and
         # query strings) warm for aiohttp.
         self._url = functools.lru_cache(maxsize=1024)(self._build_url)
-        self.pipelines = PipelinesAPI(self)
-        self.statuses = StatusesAPI(self)
 
-    @staticmethod
-    def _check_batch_options(batch_size: object, on_ambiguous: object) -> None:
-        if (
-            not isinstance(batch_size, int)
-            or isinstance(batch_size, bool)
-            or not 1 <= batch_size <= MAX_ITEMS_PER_REQUEST
-        ):
-            raise InvalidInputError(
-                f"must be an int from 1 to {MAX_ITEMS_PER_REQUEST}", field="batch_size"
-            )
-        if on_ambiguous not in ("reconcile", "raise"):
-            raise InvalidInputError('must be "reconcile" or "raise"', field="on_ambiguous")
+    @property
+    def batch_size(self) -> int:
+        """Items per create request unless a call says otherwise (1 to 250)."""
+        return self._batches.batch_size
 
-    def batch_options(
-        self, batch_size: int | None, on_ambiguous: OnAmbiguous | None
-    ) -> dict[str, Any]:
-        """Options for one batch call: the call's own, else the client's."""
-        size = self.batch_size if batch_size is None else batch_size
-        mode = self.on_ambiguous if on_ambiguous is None else on_ambiguous
-        self._check_batch_options(size, mode)
-        return {
-            "batch_size": size,
-            "on_ambiguous": mode,
-            "max_rounds": self.retry.max_attempts,
-            "pause": self._pause,
-        }
-
-    async def seed_watermarks(self) -> None:
-        """Learn the highest pipeline and status ids once, for reconciling batch creates.
-
-        One ``pipelines.list()`` embeds every status of the account (ids are unique and
-        increasing account-wide), so concurrent creates into many pipelines share one read
-        instead of listing each pipeline first.
-        """
-        if self.watermarks.pipeline is not None and self.watermarks.status is not None:
-            return
-        if self._seeding is None:
-            self._seeding = asyncio.ensure_future(self.pipelines.list())
-        task = self._seeding
-        try:
-            # Shielded: a cancelled caller must not cancel the read the others wait for.
-            await asyncio.shield(task)
-        finally:
-            if task.done() and self._seeding is task:
-                self._seeding = None
-
-    async def _pause(self, round: int) -> None:
-        await self.clock.sleep(self.retry.backoff_for(round))
+    @property
+    def on_ambiguous(self) -> OnAmbiguous:
+        """What a create does after an ambiguous failure: ``"reconcile"`` or ``"raise"``."""
+        return self._batches.on_ambiguous
 
     @property
     def rate_limiter(self) -> RateLimiter:
@@ -265,15 +276,39 @@ class AmoClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the transport if the client created it. Safe to call twice."""
+        """Close the client; safe to call twice.
+
+        From the moment it is called nothing more is sent. Calls still waiting (for a
+        rate-limit slot, a retry's backoff or a token refresh) fail at once with
+        :class:`ClientClosedError`, and the slots they held go back to the rate limiter,
+        so other clients of the account are not held up. Requests already on the wire get
+        their answers, and a token refresh in flight lands and is saved; then the
+        transport is closed if the client created it.
+        """
         if self._closed:
             return
         self._closed = True
+        self._gate.close()  # wakes backoffs; the throttle lets nothing more through
+        self.throttle.close()  # fails this client's calls queued at the limiter
+        await self._gate.drained()
         if self._token_endpoint is not None and isinstance(self._auth, UsesTokenEndpoint):
             # A refresh in flight lands (and is saved) before the transport goes away.
             await self._auth.detach(self._token_endpoint)
         if self._owns_transport:
             await self._transport.aclose()
+
+    def _bind_loop(self) -> None:
+        """Tie the client to the event loop that first uses it (its transport's
+        connections, its limiter's queues and its refreshes live there)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise WrongEventLoopError(
+                "this AmoClient belongs to the event loop that first used it (its "
+                "connections and rate-limit queues live there); create one client per event "
+                "loop, e.g. inside each asyncio.run(). Nothing was sent."
+            )
 
     def _build_url(self, path: str, query: Mapping[str, str] | Sequence[tuple[str, str]]) -> URL:
         url = self.base_url.with_path(check_path(path))
@@ -286,21 +321,31 @@ class AmoClient:
         *,
         query: Mapping[str, str] | None = None,
         json: Any = None,
+        body: bytes | None = None,
+        idempotent: bool | None = None,
     ) -> Response:
         """Send one request through the pipeline; return a 2xx response or raise
-        the :class:`ApiError` subclass for the status."""
+        the :class:`ApiError` subclass for the status.
+
+        The body is ``json`` encoded (a value that cannot be is :class:`InvalidInputError`,
+        before anything is sent) or ``body``, JSON already. ``idempotent=False`` marks a
+        request that must not be resent after an ambiguous failure even though its method
+        usually may be (see :mod:`amo_pipelines.retry`).
+        """
         if self._closed:
             raise ClientClosedError("this AmoClient is closed")
+        if asyncio.get_running_loop() is not self._loop:
+            self._bind_loop()
         headers = _HEADERS
-        body = None
         if json is not None:
-            body = _json.dumps(json)
+            body = encode_json(json, "json")
+        if body is not None:
             headers = _JSON_HEADERS
         try:
             url = self._url(path, tuple(query.items()) if query else ())
         except TypeError:  # an unhashable query value (a list of values): build it afresh
             url = self._build_url(path, query or ())
-        request = Request(method=method, url=url, headers=headers, body=body)
+        request = Request(method=method, url=url, headers=headers, body=body, idempotent=idempotent)
         response = await self._handler(request)
         if 200 <= response.status < 300:
             return response
@@ -314,6 +359,8 @@ class AmoClient:
         *,
         query: Mapping[str, str] | None = None,
         json: Any = None,
+        body: bytes | None = None,
+        idempotent: bool | None = None,
         allow_empty: bool = False,
     ) -> T | None:
         """:meth:`request`, then parse the body into ``model``.
@@ -322,7 +369,9 @@ class AmoClient:
         that is not ``model`` in JSON (a proxy's HTML page, a body of the wrong shape) is
         :class:`UnexpectedResponseError`, never a stray parsing exception.
         """
-        response = await self.request(method, path, query=query, json=json)
+        response = await self.request(
+            method, path, query=query, json=json, body=body, idempotent=idempotent
+        )
         if response.status == 204 or not response.body:
             if allow_empty:
                 return None
@@ -339,6 +388,33 @@ class AmoClient:
         except Exception as e:
             detail = f"the body is not a {model.__name__}: {type(e).__name__}"
             raise _unexpected(response, method, path, detail) from e
+
+
+def _reconcile_wait(value: object, transport: Transport) -> float:
+    """The processing horizon batch creates wait out before resending (see ``_batch``)."""
+    if value is None:
+        total = getattr(getattr(transport, "timeout", None), "total", None)
+        return 2.0 * total if isinstance(total, (int, float)) and total > 0 else 120.0
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise InvalidInputError(
+            f"must be a finite number of seconds >= 0, got {value!r}", field="reconcile_wait"
+        )
+    return float(value)
+
+
+class _Gated:
+    """A retry policy as one client runs it: bound to that client's :class:`CloseGate`
+    (the policy itself may be shared between clients)."""
+
+    __slots__ = ("send",)
+
+    def __init__(self, retry: RetryPolicy, gate: CloseGate) -> None:
+        self.send = functools.partial(retry.send, gate=gate)
 
 
 def _unexpected(response: Response, method: str, path: str, detail: str) -> UnexpectedResponseError:

@@ -6,16 +6,23 @@ safely do next:
 * :class:`InvalidInputError` - the SDK refused the input; nothing was sent.
 * :class:`RequestNotSentError` - the request certainly did not reach the server.
 * :class:`ResponseLostError` - the request may have been processed (timeout after sending,
-  connection dropped mid-response). A create may have happened: read before you retry.
+  connection dropped mid-response, an answer over ``max_response_bytes``). A create may
+  have happened: read before you retry.
 * :class:`ApiError` and its subclasses - the server answered with an error status.
 
 ``may_have_been_processed`` says the same thing as an attribute, which decides whether a
 POST may be retried blindly.
+
+Reading an error response is linear in its size and looks at a bounded part of it: the
+first :data:`BODY_KEPT` bytes (the HTML title, the part an exception keeps as ``body``), and
+JSON only up to :data:`MAX_ERROR_JSON` bytes. Whatever a server sends, the mapping returns
+an :class:`ApiError` subclass and never raises.
 """
 
 from __future__ import annotations
 
 import email.utils
+import math
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -28,6 +35,13 @@ from . import _json
 
 if TYPE_CHECKING:
     from .transport.base import Request, Response
+
+BODY_KEPT = 64 * 1024
+"""How much of a response body an :class:`ApiError` keeps, and how far error parsing looks
+for an HTML title."""
+
+MAX_ERROR_JSON = 1024 * 1024
+"""Error bodies longer than this are not parsed as JSON (amoCRM's are a few kB at most)."""
 
 
 class AmoError(Exception):
@@ -74,6 +88,29 @@ class RequestTimeoutError(ResponseLostError, TimeoutError):
     """No response within the configured timeout, after the request was sent."""
 
 
+class ResponseTooLargeError(ResponseLostError):
+    """The answer was larger than ``max_response_bytes`` and was not read.
+
+    The request was sent and answered, so it may have been processed (for a write: read
+    before you retry). ``status`` is the answer's HTTP status, ``limit`` the cap in bytes,
+    ``size`` the announced ``Content-Length`` (``None`` when the answer did not say).
+    """
+
+    def __init__(
+        self, *, method: str, path: str, status: int, limit: int, size: int | None = None
+    ) -> None:
+        self.status = status
+        self.limit = limit
+        self.size = size
+        told = f"of {size} bytes" if size is not None else f"over {limit} bytes"
+        super().__init__(
+            f"the {status} response {told} exceeds max_response_bytes={limit} and was not "
+            "read; the request was sent and answered, so it may have been processed",
+            method=method,
+            path=path,
+        )
+
+
 @frozen(kw_only=True)
 class ValidationIssue:
     """One entry of a 400/422 ``validation-errors`` body."""
@@ -85,7 +122,10 @@ class ValidationIssue:
 
 
 class ApiError(AmoError):
-    """The API answered with an error status."""
+    """The API answered with an error status.
+
+    ``body`` is the start of the response body: its first :data:`BODY_KEPT` bytes.
+    """
 
     def __init__(
         self,
@@ -106,7 +146,8 @@ class ApiError(AmoError):
         self.path = path
         self.title = title or _reason(status)
         self.detail = detail
-        self.body = body
+        # Slicing bytes no longer than the bound returns the same object: no copy.
+        self.body = body[:BODY_KEPT]
         self.content_type = content_type
         self.validation_errors = tuple(validation_errors)
         self.code = code
@@ -156,9 +197,12 @@ class ForbiddenError(ApiError):
 
 
 class AccountBlockedError(ForbiddenError):
-    """403 as an HTML page: the account (or IP) is blocked for exceeding rate limits.
+    """403 that says the account (or IP) is blocked, e.g. for exceeding rate limits: the
+    HTML 403 page, or a body whose text says the account or IP is blocked.
 
-    Nothing more should be sent to this account until the block is lifted.
+    Nothing more should be sent to this account until the block is lifted; the circuit
+    breaker opens on it (see :func:`is_account_block`). A 403 that only denies a permission
+    (a non-admin token) stays a :class:`ForbiddenError`.
     """
 
 
@@ -208,7 +252,10 @@ def _reason(status: int) -> str:
 
 
 def _json_object(response: Response) -> dict[str, Any] | None:
-    if not response.body or response.content_type in ("text/html", "text/plain"):
+    body = response.body
+    if not body or len(body) > MAX_ERROR_JSON:
+        return None
+    if response.content_type in ("text/html", "text/plain"):
         return None
     try:
         value = _json.loads(response.body)
@@ -229,7 +276,10 @@ def _validation_issues(raw: object) -> list[ValidationIssue]:
         if not isinstance(entry, dict):
             continue
         request_id = entry.get("request_id")
-        for error in entry.get("errors") or ():
+        errors = entry.get("errors")
+        if not isinstance(errors, list):  # a number, a string, an object: not a list of errors
+            continue
+        for error in errors:
             if isinstance(error, dict):
                 issues.append(
                     ValidationIssue(
@@ -242,12 +292,52 @@ def _validation_issues(raw: object) -> list[ValidationIssue]:
     return issues
 
 
-_HTML_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TITLE_CHARS = 500
 
 
 def _html_title(body: bytes) -> str:
-    match = _HTML_TITLE.search(body)
-    return match.group(1).decode("utf-8", "replace").strip() if match else ""
+    """The text of the first ``<title>`` within the first :data:`BODY_KEPT` bytes.
+
+    Three ``find`` calls, so linear whatever the page holds (a backtracking regex took
+    minutes over a body of unclosed ``<title>`` tags).
+    """
+    head = body[:BODY_KEPT]
+    lowered = head.lower()  # ASCII-only lowering: offsets stay the same
+    start = lowered.find(b"<title")
+    if start < 0:
+        return ""
+    text_start = lowered.find(b">", start + 6) + 1
+    if text_start == 0:
+        return ""
+    end = lowered.find(b"</title", text_start)
+    if end < 0:
+        return ""
+    return head[text_start:end].decode("utf-8", "replace").strip()[:_TITLE_CHARS]
+
+
+# A block is said in words: "Account is blocked", "IP blocked", "Аккаунт заблокирован".
+_WORDS = re.compile(r"\w+")
+
+
+def _says_blocked(text: str) -> bool:
+    words = _WORDS.findall(text[:BODY_KEPT].lower())
+    return any(w.startswith(("blocked", "заблокирован")) for w in words) and any(
+        w == "ip" or w.startswith(("account", "аккаунт")) for w in words
+    )
+
+
+def _is_block(status: int, *, is_html: bool, data: Mapping[str, Any], texts: Sequence[str]) -> bool:
+    """The one rule for "this account (or IP) is blocked": a 403 that is the HTML block
+    page (HTML, no JSON), or whose text says the account or IP is blocked."""
+    if status != 403:
+        return False
+    return (is_html and not data) or _says_blocked(" ".join(texts))
+
+
+def is_account_block(error: BaseException) -> bool:
+    """Whether ``error`` means the account (or IP) is blocked: what the circuit breaker
+    opens on. A 403 that only denies a permission is not a block."""
+    return isinstance(error, AccountBlockedError)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -256,12 +346,14 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
@@ -269,16 +361,13 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 
 def _number(value: object) -> float | None:
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
-    if isinstance(value, (int, float)):
-        return max(0.0, float(value))
-    if isinstance(value, str):
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            return None
-    return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return max(0.0, number) if math.isfinite(number) else None
 
 
 def error_from_response(request: Request, response: Response) -> ApiError:
@@ -298,20 +387,28 @@ def error_from_response(request: Request, response: Response) -> ApiError:
         raw_code = errors.get("code")
         code = raw_code if isinstance(raw_code, (str, int)) else None
         detail = detail or _text(errors.get("message"))
-    is_html = response.content_type == "text/html" or response.body.lstrip()[:1] == b"<"
+    body = response.body
+    is_html = response.content_type == "text/html" or body[:BODY_KEPT].lstrip()[:1] == b"<"
     if is_html and not data:
-        title = title or _html_title(response.body)
+        title = title or _html_title(body)
 
     cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else ApiError)
-    if status == 403 and is_html and not data:
-        cls = AccountBlockedError
+    if status == 403:
+        # The words of the answer: its JSON fields, else the start of the body as text.
+        texts = (
+            (title, detail, _text(data.get("hint")))
+            if data
+            else (body[:BODY_KEPT].decode("utf-8", "replace"),)
+        )
+        if _is_block(status, is_html=is_html, data=data, texts=texts):
+            cls = AccountBlockedError
     kwargs: dict[str, Any] = {
         "status": status,
         "method": request.method,
         "path": request.url.path,
         "title": title,
         "detail": detail,
-        "body": response.body,
+        "body": body,
         "content_type": response.content_type,
         "validation_errors": _validation_issues(data.get("validation-errors")),
         "code": code,
@@ -388,3 +485,38 @@ class TokenRevokedError(UnauthorizedError, AuthorizationRequiredError):
 
 class TokenStoreError(AmoError):
     """A token store could not load or save the tokens (unreadable file, lock timeout)."""
+
+
+class SkippedError(AmoError):
+    """This item of a batch was never sent: the batch stopped after an earlier failure.
+
+    ``cause`` is that failure (a refusal of the whole account such as 401, 402 or 403, or,
+    for status chunks, which must land in order, the failed chunk before). Nothing was
+    written for this item; it is safe to send again once the cause is dealt with.
+    """
+
+    def __init__(self, cause: AmoError) -> None:
+        self.cause = cause
+        super().__init__(f"not sent: the batch stopped after an earlier failure ({cause})")
+
+
+class UnknownOutcomeError(AmoError):
+    """A write may or may not have been applied, and the SDK could not tell which.
+
+    Raised when a request that must not be sent twice (a status PATCH that creates or
+    deletes descriptions, for example) failed ambiguously and the server does not show the
+    change; the first copy may still land. Read the entity before trying again. ``cause``
+    is the failure (also chained as ``__cause__``).
+    """
+
+    may_have_been_processed = True
+
+    def __init__(self, message: str, *, cause: BaseException) -> None:
+        self.cause = cause
+        super().__init__(message)
+
+
+class WrongEventLoopError(AmoError, RuntimeError):
+    """An :class:`~amo_pipelines.AmoClient` was used from an event loop other than the one
+    that first used it (e.g. a second ``asyncio.run()``); nothing was sent. A client's
+    connections and rate-limit queues belong to that loop: create a client per loop."""

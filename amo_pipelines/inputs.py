@@ -28,25 +28,44 @@ from .errors import InvalidInputError
 
 _PALETTE = {c.value: c for c in StatusColor}
 
+INT_MIN = -(2**63)
+INT_MAX = 2**63 - 1
+"""Ints the SDK sends fit in a signed 64-bit integer (what JSON encoders and the API hold)."""
+
+
+def check_text(value: str, where: str) -> str:
+    """A string that can be sent: valid Unicode (no lone surrogate such as ``"\\ud800"``,
+    which no UTF-8 encoder takes). The message never shows the value."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInputError(
+                "is not valid Unicode text (it holds a lone surrogate)", field=where
+            ) from None
+    return value
+
 
 def check_name(value: object, where: str) -> str:
     if not isinstance(value, str):
         raise InvalidInputError(f"must be a string, got {type(value).__name__}", field=where)
     if not value.strip():
         raise InvalidInputError("must not be empty", field=where)
-    return value
+    return check_text(value, where)
 
 
 def check_int(value: object, where: str) -> int:
     # bool is an int subclass; True as a sort order is a bug, not a value.
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidInputError(f"must be an int, got {type(value).__name__}", field=where)
+    if not INT_MIN <= value <= INT_MAX:
+        raise InvalidInputError(f"must fit in 64 bits (from {INT_MIN} to {INT_MAX})", field=where)
     return value
 
 
 def check_id(value: object, where: str = "id") -> int:
     """A path or entity id: a positive int, never a string that could reshape a URL."""
-    if type(value) is int and value > 0:  # every well-formed call, so checked first
+    if type(value) is int and 0 < value <= INT_MAX:  # every well-formed call: checked first
         return value
     number = check_int(value, where)
     if number <= 0:
@@ -90,10 +109,13 @@ def _required_bool(_: object, attribute: Attribute[Any], value: object) -> None:
 
 
 def _str(_: object, attribute: Attribute[Any], value: object) -> None:
-    if value is not None and not isinstance(value, str):
+    if value is None:
+        return
+    if not isinstance(value, str):
         raise InvalidInputError(
             f"must be a string, got {type(value).__name__}", field=attribute.name
         )
+    check_text(value, attribute.name)
 
 
 def _color(value: StatusColor | str | None) -> StatusColor | None:
@@ -297,7 +319,10 @@ class NewPipeline:
 
 def _require_change(obj: object, names: Sequence[str]) -> None:
     if all(getattr(obj, name) is None for name in names):
-        raise InvalidInputError(f"set at least one of {', '.join(names)}")
+        raise InvalidInputError(
+            f"changes nothing: at least one field is needed (set one of {', '.join(names)})",
+            field="update",
+        )
 
 
 @frozen(kw_only=True)
@@ -368,6 +393,13 @@ def check_batch(items: object, kind: type[Any], limit: int | None, where: str) -
         raise InvalidInputError(f"{len(batch)} given, at most {limit} fit", field=where)
     check_request_ids(batch, where)
     return batch
+
+
+def check_ids(ids: object, where: str) -> list[int]:
+    """A ``delete_many`` call's ids, all checked before any is sent."""
+    if isinstance(ids, (str, bytes, Mapping)) or not isinstance(ids, Iterable):
+        raise InvalidInputError(f"must be a list of ids, got {type(ids).__name__}", field=where)
+    return [check_id(value, f"{where}[{i}]") for i, value in enumerate(ids)]
 
 
 def check_updates(updates: object, kind: type[Any], id_name: str) -> list[tuple[int, Any]]:

@@ -4,7 +4,8 @@ A request may be retried only when a second copy cannot do harm:
 
 * GET, PATCH and DELETE are idempotent here: retried on 429, 5xx, lost connections and
   timeouts. (A DELETE whose first copy was processed answers 404 the second time; the
-  client treats that 404 as success.)
+  client treats that 404 as success.) A request built with ``idempotent=False`` (a
+  status PATCH that creates or deletes descriptions) is treated like a POST instead.
 * POST creates entities. It is retried only when the first copy certainly was not
   processed: a 429, or a connection that never carried the request. After an ambiguous
   failure (5xx, timeout, connection lost mid-response) the error goes up to the batch
@@ -21,8 +22,8 @@ import random
 from collections.abc import Callable, Collection
 
 from .clock import SYSTEM_CLOCK, Clock
-from .errors import AmoError, RequestNotSentError, TransportError
-from .policies import Handler, current_attempt
+from .errors import AmoError, ClientClosedError, RequestNotSentError, TransportError
+from .policies import CloseGate, Handler, current_attempt
 from .transport.base import Request, Response
 
 logger = logging.getLogger("amo_pipelines")
@@ -78,7 +79,9 @@ class RetryPolicy:
         """
         if attempt >= self.max_attempts:
             return None
-        idempotent = request.method in IDEMPOTENT_METHODS
+        idempotent = request.idempotent
+        if idempotent is None:
+            idempotent = request.method in IDEMPOTENT_METHODS
         if response is not None:
             if response.status not in self.statuses:
                 return None
@@ -91,7 +94,13 @@ class RetryPolicy:
             return self.backoff_for(attempt)
         return None
 
-    async def send(self, request: Request, next: Handler) -> Response:
+    async def send(
+        self, request: Request, next: Handler, *, gate: CloseGate | None = None
+    ) -> Response:
+        """Send ``request`` through ``next``, again as :meth:`delay_for` says. ``gate``: the
+        client's; once it closes, nothing is retried and the backoff ends at once, with
+        :class:`ClientClosedError` (only outcomes that were to be retried, so harmless to
+        send again, are replaced by it)."""
         attempt = 1
         maybe_done = False  # an earlier attempt may have been processed
         while True:
@@ -99,11 +108,14 @@ class RetryPolicy:
             try:
                 response = await next(request)
             except AmoError as e:
+                if isinstance(e, ClientClosedError):
+                    raise
                 delay = self.delay_for(request=request, attempt=attempt, error=e)
                 if delay is None:
                     raise
                 maybe_done = maybe_done or e.may_have_been_processed
                 outcome = type(e).__name__
+                failure: AmoError | None = e
             else:
                 if response.status < 300:
                     return response  # a success is final: no hook is asked to retry it
@@ -115,6 +127,7 @@ class RetryPolicy:
                     return response
                 maybe_done = maybe_done or response.status >= 500
                 outcome = str(response.status)
+                failure = None
             finally:
                 current_attempt.reset(marker)
             logger.debug(
@@ -125,7 +138,15 @@ class RetryPolicy:
                 outcome,
                 delay,
             )
-            await self._clock.sleep(delay)
+            if gate is None:
+                await self._clock.sleep(delay)
+            else:
+                await gate.sleep(self._clock, delay)
+                if gate.closed:
+                    raise ClientClosedError(
+                        f"the AmoClient was closed: {request.method} {request.url.path} was "
+                        f"not sent again (attempt {attempt}: {outcome})"
+                    ) from failure
             attempt += 1
 
 

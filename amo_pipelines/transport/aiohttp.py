@@ -1,22 +1,38 @@
 """The default transport: one pooled :class:`aiohttp.ClientSession`.
 
 aiohttp exceptions are translated here, at the edge, into the SDK's two transport failures:
-:class:`RequestNotSentError` when the connection never carried the request, and
-:class:`ResponseLostError` when it might have.
+:class:`RequestNotSentError` when the connection never carried the request (its message
+names the host, the port and the OS error), and :class:`ResponseLostError` when it might
+have. An answer larger than ``max_response_bytes`` is not read:
+:class:`ResponseTooLargeError` (a :class:`ResponseLostError`: it was answered, so it may
+have been processed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import os
+import ssl
 
 import aiohttp
 
-from ..errors import RequestNotSentError, RequestTimeoutError, ResponseLostError
+from ..errors import (
+    InvalidInputError,
+    RequestNotSentError,
+    RequestTimeoutError,
+    ResponseLostError,
+    ResponseTooLargeError,
+)
 from .base import Request, Response
 
 # No sock_read: aiohttp re-arms that timer on every chunk it reads, which cost about a
 # twentieth of a localhost call; the total bound already ends a stalled read.
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=10)
+
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+"""The largest answer read: well above the largest legal one (the pipelines list of a full
+account, with every status, is about 7 MB)."""
 
 # aiohttp >= 3.10 tells a connect timeout apart from a read timeout.
 _CONNECT_TIMEOUT: tuple[type[BaseException], ...] = tuple(
@@ -28,6 +44,75 @@ def _where(request: Request) -> dict[str, str]:
     return {"method": request.method, "path": request.url.path}
 
 
+def _seconds(value: object, where: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        # 0 or a negative number would switch the timeout off in aiohttp, silently.
+        raise InvalidInputError(
+            f"must be a positive, finite number of seconds, got {value!r}", field=where
+        )
+    return float(value)
+
+
+def check_timeout(
+    timeout: aiohttp.ClientTimeout | float | None,
+) -> aiohttp.ClientTimeout | None:
+    """Seconds (the total per request) or a :class:`aiohttp.ClientTimeout` whose bounds are
+    each ``None`` (no bound, on purpose) or positive; ``None`` keeps the default."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, aiohttp.ClientTimeout):
+        for name in ("total", "connect", "sock_read", "sock_connect"):
+            value = getattr(timeout, name)
+            if value is not None:
+                _seconds(value, f"timeout.{name}")
+        return timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise InvalidInputError(
+            f"must be seconds or an aiohttp.ClientTimeout, got {type(timeout).__name__}",
+            field="timeout",
+        )
+    return aiohttp.ClientTimeout(total=_seconds(timeout, "timeout"))
+
+
+def check_max_response_bytes(value: object) -> int:
+    if type(value) is not int or value < 1:
+        raise InvalidInputError(
+            f"must be a positive int (bytes), got {value!r}", field="max_response_bytes"
+        )
+    return value
+
+
+def _os_reason(error: OSError) -> str:
+    """What the OS said, e.g. ``Connection refused (errno 111)``."""
+    code = error.errno
+    if isinstance(error, ssl.SSLError) or not isinstance(code, int) or code <= 0:
+        # TLS errors, DNS failures (negative codes), several failed addresses at once.
+        return f"{type(error).__name__}: {error.strerror or error}"
+    return f"{os.strerror(code)} (errno {code})"
+
+
+def _connect_failure(error: aiohttp.ClientConnectorError) -> str:
+    # host and port come from the connection key: never a header, never a token.
+    return f"cannot connect to {error.host}:{error.port}: {_os_reason(error.os_error)}"
+
+
+async def _read_capped(response: aiohttp.ClientResponse, request: Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            response.close()  # the rest is never read: drop the connection
+            raise ResponseTooLargeError(status=response.status, limit=limit, **_where(request))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class AiohttpTransport:
     """Sends requests through aiohttp.
 
@@ -35,6 +120,12 @@ class AiohttpTransport:
     session is created on first use, inside the running event loop, and closed by
     :meth:`aclose`. Redirects are never followed: a redirect to another host must not carry
     the ``Authorization`` header there.
+
+    ``timeout``: seconds in all per request, or an :class:`aiohttp.ClientTimeout`; zero,
+    negative and non-finite values are refused (aiohttp would read them as "no timeout").
+    ``max_response_bytes``: the largest body read (after decompression); a larger answer
+    raises :class:`ResponseTooLargeError`, from its ``Content-Length`` before reading, or
+    while reading one of unknown or compressed length.
     """
 
     def __init__(
@@ -43,9 +134,10 @@ class AiohttpTransport:
         session: aiohttp.ClientSession | None = None,
         timeout: aiohttp.ClientTimeout | float | None = None,
         limit: int = 100,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
-        if isinstance(timeout, (int, float)):
-            timeout = aiohttp.ClientTimeout(total=float(timeout))
+        timeout = check_timeout(timeout)
+        self._max_response_bytes = check_max_response_bytes(max_response_bytes)
         self._timeout = timeout or DEFAULT_TIMEOUT
         self._session = session
         self._owns_session = session is None
@@ -55,6 +147,14 @@ class AiohttpTransport:
         self._request_options: dict[str, object] = {"allow_redirects": False}
         if timeout:  # a borrowed session keeps its own timeout unless one is given here
             self._request_options["timeout"] = timeout
+
+    @property
+    def timeout(self) -> aiohttp.ClientTimeout:
+        """The bounds every request runs under (a borrowed session's own, unless given)."""
+        given = self._request_options.get("timeout")
+        if isinstance(given, aiohttp.ClientTimeout):
+            return given
+        return self._session.timeout if self._session is not None else self._timeout
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -87,17 +187,29 @@ class AiohttpTransport:
                 data=request.body,
                 **self._request_options,
             ) as response:
-                body = await response.read()
+                limit = self._max_response_bytes
+                length = response.content_length
+                if length is None or "content-encoding" in response.headers:
+                    # Unknown length, or compressed (the length counts compressed bytes).
+                    body = await _read_capped(response, request, limit)
+                elif length > limit:
+                    response.close()
+                    raise ResponseTooLargeError(
+                        status=response.status, limit=limit, size=length, **_where(request)
+                    )
+                else:  # aiohttp reads no more than the Content-Length
+                    body = await response.read()
                 # The CIMultiDictProxy goes straight to Response, which copies it into a
                 # plain dict with lower-cased keys (one copy, not two).
                 return Response(status=response.status, headers=response.headers, body=body)
         except aiohttp.ClientConnectorError as e:
             # Raised while connecting (refused, DNS, TLS): nothing was sent.
-            raise RequestNotSentError(
-                f"cannot connect: {type(e).__name__}", **_where(request)
-            ) from e
+            raise RequestNotSentError(_connect_failure(e), **_where(request)) from e
         except _CONNECT_TIMEOUT as e:
-            raise RequestNotSentError("timed out while connecting", **_where(request)) from e
+            where = f"{request.url.host}:{request.url.port}"
+            raise RequestNotSentError(
+                f"timed out while connecting to {where}", **_where(request)
+            ) from e
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as e:
             raise RequestTimeoutError(
                 "timed out waiting for the response", **_where(request)

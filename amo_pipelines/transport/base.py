@@ -47,6 +47,8 @@ class Request:
     url: URL
     headers: Mapping[str, str] = field(factory=dict, converter=_lower_keys)
     body: bytes | None = None
+    idempotent: bool | None = None
+    """Whether a second copy does no harm; ``None``: as its method says (see ``retry``)."""
 
     def __repr__(self) -> str:
         # Never show header values: they hold the bearer token.
