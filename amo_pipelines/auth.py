@@ -65,6 +65,7 @@ from .transport.base import Request, Response
 
 __all__ = [
     "AuthProvider",
+    "KnowsTokenDue",
     "LongLivedToken",
     "OAuth2",
     "TokenEndpoint",
@@ -93,6 +94,18 @@ class AuthProvider(Protocol):
     @property
     def fingerprint(self) -> str:
         """A stable, non-secret id of the integration, for rate-limit keys and logs."""
+        ...
+
+
+@runtime_checkable
+class KnowsTokenDue(Protocol):
+    """A provider whose token falls due: it can say, without waiting, whether the token it
+    would send is still good to send. The client asks once more when a request has waited
+    for its rate-limit slot, so that no request carries a token past the moment the
+    provider (or another process sharing its store) replaces it."""
+
+    def ready_token(self) -> str | None:
+        """The access token to send right now, or None if it is due for a refresh."""
         ...
 
 
@@ -191,7 +204,8 @@ class OAuth2:
     registered redirect URI. ``store`` keeps the tokens (default: a
     :class:`~amo_pipelines.MemoryTokenStore`). The access token is refreshed
     ``refresh_margin`` seconds before it expires (at most half its lifetime before, for
-    short-lived tokens), and once after a 401. ``reload_grace``: after the server refuses
+    short-lived tokens: see :meth:`margin_for`; the same rule for tokens loaded from the
+    store), and once after a 401. ``reload_grace``: after the server refuses
     a refresh token, how long to wait before looking at the store a second time for a token
     another process may be saving right now. ``clock`` reads expiry (default: Unix time).
 
@@ -220,8 +234,7 @@ class OAuth2:
         self.clock: Clock = clock if clock is not None else WALL_CLOCK
         self._fingerprint = fingerprint(f"oauth2:{client_id}")
         self._tokens: TokenSet | None = None
-        self._lifetime: float | None = None  # of self._tokens, when this provider got them
-        self._unsaved: tuple[TokenSet, float | None] | None = None
+        self._unsaved: TokenSet | None = None
         self._refused: set[str] = set()  # fingerprints of refresh tokens the server refused
         self._flight: asyncio.Task[TokenSet] | None = None
         self._endpoints: list[TokenEndpoint] = []
@@ -246,6 +259,14 @@ class OAuth2:
         current = self._tokens
         if current is None or not self._fresh(current):
             current = await self._fly(stale=current)
+        return current.access_token
+
+    def ready_token(self) -> str | None:
+        """The access token in use if it is not due for a refresh yet, else None (then
+        :meth:`token` refreshes, or finds the set another process saved)."""
+        current = self._tokens
+        if current is None or not self._fresh(current):
+            return None
         return current.access_token
 
     async def on_unauthorized(self, request: Request, response: Response) -> bool:
@@ -299,11 +320,20 @@ class OAuth2:
 
     # --- single flight --------------------------------------------------------------------
 
-    def _fresh(self, tokens: TokenSet) -> bool:
+    def margin_for(self, tokens: TokenSet) -> float:
+        """How long before ``tokens`` expire they are refreshed: ``refresh_margin``, but at
+        most half the access token's lifetime (``TokenSet.expires_in``, when known).
+
+        One rule for every set, whether this provider obtained it or loaded it from the
+        store, so processes sharing a store agree on when a set is due: the first to see
+        it due refreshes, the rest find the new set in the store."""
         margin = self.refresh_margin
-        if tokens is self._tokens and self._lifetime is not None:
-            margin = min(margin, self._lifetime / 2)
-        return self.clock.now() < tokens.expires_at - margin
+        if tokens.expires_in is not None:
+            margin = min(margin, tokens.expires_in / 2)
+        return margin
+
+    def _fresh(self, tokens: TokenSet) -> bool:
+        return self.clock.now() < tokens.expires_at - self.margin_for(tokens)
 
     def _better(self, tokens: TokenSet, stale: TokenSet | None) -> bool:
         """Usable instead of ``stale``: another access token, not about to expire."""
@@ -347,7 +377,7 @@ class OAuth2:
     async def _rotate(self, stale: TokenSet | None, *, force: bool = False) -> TokenSet:
         async with self._store_lock():
             if self._unsaved is not None:
-                return await self._commit(*self._unsaved)
+                return await self._commit(self._unsaved)
             # Another process (or an earlier run) may have refreshed already.
             stored = await self.store.load()
             wanted = not (force and stale is None)  # a forced first refresh takes none
@@ -362,7 +392,7 @@ class OAuth2:
             if fingerprint(base.refresh_token) in self._refused:
                 raise TokenRevokedError(hint="refused earlier")
             try:
-                new, lifetime = await self._refresh_with(base)
+                new = await self._refresh_with(base)
             except _Refused as refused:
                 other = await self._reload_after(base)
                 if other is None:
@@ -370,31 +400,31 @@ class OAuth2:
                 if self._better(other, stale):
                     return self._adopt(other, "rotated by another process")
                 try:
-                    new, lifetime = await self._refresh_with(other)
+                    new = await self._refresh_with(other)
                 except _Refused as again:
                     raise self._revoked(again) from None
-            return await self._commit(new, lifetime)
+            return await self._commit(new)
 
     async def _exchange(self, code: str) -> TokenSet:
         async with self._store_lock():
-            new, lifetime = await self._grant(
+            new = await self._grant(
                 {"grant_type": "authorization_code", "code": code}, secrets=(code,)
             )
             self._unsaved = None  # superseded: the user authorized again
             self._refused.clear()
-            return await self._commit(new, lifetime)
+            return await self._commit(new)
 
     def _adopt(self, tokens: TokenSet, why: str) -> TokenSet:
         logger.debug("OAuth2 %s: tokens %s %s", self.client_id, _fp(tokens), why)
-        self._tokens, self._lifetime = tokens, None
+        self._tokens = tokens
         return tokens
 
-    async def _commit(self, tokens: TokenSet, lifetime: float | None) -> TokenSet:
+    async def _commit(self, tokens: TokenSet) -> TokenSet:
         # Kept until saved: after a refresh its refresh token is the only valid one.
-        self._unsaved = (tokens, lifetime)
+        self._unsaved = tokens
         await self.store.save(tokens)  # before any request may use the new access token
         self._unsaved = None
-        self._tokens, self._lifetime = tokens, lifetime
+        self._tokens = tokens
         logger.debug(
             "OAuth2 %s: new tokens %s saved (%s)",
             self.client_id,
@@ -441,7 +471,7 @@ class OAuth2:
             )
         return self._endpoints[-1]
 
-    async def _refresh_with(self, tokens: TokenSet) -> tuple[TokenSet, float]:
+    async def _refresh_with(self, tokens: TokenSet) -> TokenSet:
         logger.debug("OAuth2 %s: refreshing %s", self.client_id, _fp(tokens))
         try:
             return await self._grant(
@@ -452,9 +482,7 @@ class OAuth2:
             self._refused.add(fingerprint(tokens.refresh_token))
             raise
 
-    async def _grant(
-        self, grant: Mapping[str, str], *, secrets: tuple[str, ...]
-    ) -> tuple[TokenSet, float]:
+    async def _grant(self, grant: Mapping[str, str], *, secrets: tuple[str, ...]) -> TokenSet:
         endpoint = self._endpoint()
         payload = {
             "client_id": self.client_id,
@@ -482,7 +510,7 @@ class OAuth2:
                     content_type=response.content_type,
                     **where,
                 ) from None
-            return tokens, tokens.expires_at - sent_at
+            return tokens
         scrubbed = evolve(response, body=_scrub(response.body, hidden))
         error = error_from_response(Request(method="POST", url=URL(TOKEN_PATH)), scrubbed)
         hint = _hint(scrubbed.body)

@@ -4,6 +4,7 @@ each a small object with ``send(request, next)``, composed by :func:`chain`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -15,8 +16,10 @@ from attrs import evolve
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from .auth import AuthProvider
+from .auth import AuthProvider, KnowsTokenDue
+from .clock import Clock
 from .errors import (
+    ClientClosedError,
     RateLimitedError,
     RequestNotSentError,
     ServerError,
@@ -54,17 +57,100 @@ def chain(policies: Sequence[Policy], transport: Transport) -> Handler:
     return handler
 
 
+class CloseGate:
+    """One client's closing, as its policies see it.
+
+    Once :meth:`close` is called nothing more is sent: the throttle checks the gate before
+    a request queues for its rate-limit slot and again once it has the slot (giving the
+    slot back if closed), the retry policy's backoff wakes up at once and retries no more,
+    and :meth:`drained` tells when the requests already on the wire have their answers.
+    """
+
+    __slots__ = ("_drained", "_sending", "_waker", "closed")
+
+    def __init__(self) -> None:
+        self.closed = False
+        self._waker: asyncio.Future[None] | None = None
+        self._sending = 0
+        self._drained: asyncio.Future[None] | None = None
+
+    def check(self, request: Request) -> None:
+        """Raise :class:`ClientClosedError` if closed: ``request`` is not sent."""
+        if self.closed:
+            raise self.refusal(request)
+
+    @staticmethod
+    def refusal(request: Request) -> ClientClosedError:
+        return ClientClosedError(
+            f"the AmoClient was closed: {request.method} {request.url.path} was not sent"
+        )
+
+    def close(self) -> None:
+        self.closed = True
+        if self._waker is not None and not self._waker.done():
+            self._waker.set_result(None)
+
+    async def sleep(self, clock: Clock, seconds: float) -> None:
+        """``clock.sleep(seconds)``, cut short by :meth:`close`."""
+        if self.closed:
+            return
+        if seconds <= 0:
+            await clock.sleep(seconds)
+            return
+        loop = asyncio.get_running_loop()
+        if self._waker is None or self._waker.get_loop() is not loop:
+            self._waker = loop.create_future()
+        sleeper = asyncio.ensure_future(clock.sleep(seconds))
+        try:
+            await asyncio.wait((sleeper, self._waker), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not sleeper.done():
+                sleeper.cancel()
+            elif not sleeper.cancelled():
+                sleeper.result()  # surface a failing clock
+
+    def sending(self) -> None:
+        """A request goes on the wire (after its last check)."""
+        self._sending += 1
+
+    def landed(self) -> None:
+        """A request on the wire is answered or failed."""
+        self._sending -= 1
+        if not self._sending and self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    async def drained(self) -> None:
+        """Wait until no request of this client is on the wire."""
+        if self._sending:
+            self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
+
+
+class TokenDue(Exception):
+    """Inside the pipeline only: the access token a request carries fell due (or was
+    replaced) while the request waited for its rate-limit slot. Nothing was sent; the slot
+    goes back and :class:`AuthPolicy` fetches the current token."""
+
+
 class AuthPolicy:
     """Adds ``Authorization: Bearer`` to requests for the account's origin only, and lets the
     provider refresh once after a 401, then resends the request once with the new token.
 
     It sits outside the throttle: waiting for a token refresh holds no rate-limit slot, and
-    the resend after a 401 takes a slot of its own.
+    the resend after a 401 takes a slot of its own. A provider that can tell synchronously
+    whether its token is still good to send (:class:`~amo_pipelines.auth.KnowsTokenDue`,
+    e.g. ``OAuth2``) has it checked again once the request has its slot (:meth:`check`,
+    run by the throttle): a request that waited across the moment its token fell due goes
+    back for the new one instead of carrying the old one to a server where another process
+    may have just revoked it by refreshing.
     """
+
+    RESIGN_LIMIT = 3
 
     def __init__(self, provider: AuthProvider, origin: URL) -> None:
         self._provider = provider
         self._origin = (origin.scheme, origin.host, origin.port)
+        self._ready = provider.ready_token if isinstance(provider, KnowsTokenDue) else None
         # Requests carry one of a few header sets the client sealed once: each set's
         # signed copy is kept for the current token instead of being rebuilt per request.
         self._signed: dict[int, tuple[Mapping[str, str], str, Mapping[str, str]]] = {}
@@ -92,21 +178,52 @@ class AuthPolicy:
             body=request.body,
         )
 
+    @property
+    def check(self) -> Callable[[Request], None] | None:
+        """The last check before a request is sent (None when the provider offers none)."""
+        return None if self._ready is None else self._check
+
+    def _check(self, request: Request) -> None:
+        assert self._ready is not None
+        bearer = request.headers.get("authorization")
+        if bearer is None:
+            return  # not for the account's origin: it carries no token
+        token = self._ready()
+        if token is None or bearer != f"Bearer {token}":
+            raise TokenDue()
+
+    async def _send_signed(self, request: Request, next: Handler) -> tuple[Request, Response]:
+        """``request`` with the current token, and its answer."""
+        for _ in range(self.RESIGN_LIMIT):
+            sent = await self._with_token(request)
+            try:
+                return sent, await next(sent)
+            except TokenDue:
+                continue
+        raise RequestNotSentError(
+            "no access token: it fell due every time this request waited for its rate-limit slot",
+            method=request.method,
+            path=request.url.path,
+        )
+
     async def send(self, request: Request, next: Handler) -> Response:
         url = request.url
         if (url.scheme, url.host, url.port) != self._origin:
             # The token belongs to one account; it never travels anywhere else.
             headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
             return await next(evolve(request, headers=headers))
-        sent = await self._with_token(request)
-        response = await next(sent)
+        if self._ready is None:
+            sent = await self._with_token(request)
+            response = await next(sent)
+        else:
+            sent, response = await self._send_signed(request, next)
         if response.status == 401:
             try:
                 again = await self._provider.on_unauthorized(sent, response)
             except RETRYABLE_REFRESH_FAILURES as e:
                 raise _not_sent(request, e) from e
             if again:
-                response = await next(await self._with_token(request))
+                response = (await self._send_signed(request, next))[1]
         return response
 
 

@@ -166,12 +166,19 @@ class AccountStats:
 
 
 class _Waiter:
-    __slots__ = ("future", "integration", "seq")
+    __slots__ = ("future", "integration", "owner", "seq")
 
-    def __init__(self, seq: int, integration: str | None, future: asyncio.Future[Granted]) -> None:
+    def __init__(
+        self,
+        seq: int,
+        integration: str | None,
+        future: asyncio.Future[Granted],
+        owner: object = None,
+    ) -> None:
         self.seq = seq
         self.integration = integration
         self.future = future
+        self.owner = owner
 
 
 class _Account:
@@ -388,16 +395,17 @@ class RateLimiter:
         time-based (a window without a 429 is the signal), so this changes nothing today;
         it is the hook for a policy that wants successes, and retry layers may call it."""
 
-    def abort_waiters(self, account: str, error: Exception) -> int:
+    def abort_waiters(self, account: str, error: Exception, *, owner: object = None) -> int:
         """Fail every request still queued for ``account`` with ``error``; return how many.
 
-        For when waiting is pointless (the account got blocked). Requests already in
-        flight are not touched; new requests queue as usual.
+        For when waiting is pointless (the account got blocked, or the client that queued
+        them is closing: ``owner`` then limits it to the requests queued with that owner).
+        Requests already in flight are not touched; new requests queue as usual.
         """
         acct = self._accounts.get(account)
         if acct is None:
             return 0
-        aborted = self._fail_waiters(acct, error, wrap=False)
+        aborted = self._fail_waiters(acct, error, wrap=False, owner=owner)
         self._kick(acct)  # the pump, if any, sees the empty queue and ends
         self._forget_if_idle(acct)
         return aborted
@@ -427,11 +435,14 @@ class RateLimiter:
 
     # ------------------------------------------------------------------ acquiring
 
-    async def _acquire(self, account: str, integration: str | None) -> tuple[_Account, Granted]:
-        """Wait for a grant and an in-flight place; :meth:`_finish` gives the place back.
+    async def _acquire(
+        self, account: str, integration: str | None, owner: object = None
+    ) -> tuple[_Account, Granted]:
+        """Wait for a grant and an in-flight place; :meth:`_finish` gives the place back
+        (or :meth:`_give_back`, when nothing was sent after all).
 
         The two halves of :class:`Slot`; the throttle policy calls them directly, as this
-        runs on every request.
+        runs on every request. ``owner`` tags the wait for :meth:`abort_waiters`.
         """
         self._bind_loop()
         acct = self._account(account)
@@ -440,7 +451,8 @@ class RateLimiter:
             grant = await self._try_now(acct, integration)
             if grant is not None:
                 return acct, grant
-        waiter = _Waiter(next(self._seq), integration, asyncio.get_running_loop().create_future())
+        future = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(next(self._seq), integration, future, owner)
         acct.queue[waiter.seq] = waiter
         self._kick(acct)
         try:
@@ -488,6 +500,16 @@ class RateLimiter:
             logger.warning("rate limiter: window store failed (%s)", type(exc).__name__)
         finally:
             self._release(acct)
+
+    def _give_back(self, acct: _Account, grant: Granted) -> None:
+        """Nothing was sent under ``grant`` after all: free its in-flight place and take it
+        out of its windows (the pump does that, before it grants anyone), so the next
+        waiter, of any client, can use both at once."""
+        acct.in_flight -= 1
+        if grant.windows:
+            acct.refunds.append(grant)
+        if acct.queue or acct.refunds:
+            self._kick(acct)
 
     def _release(self, acct: _Account) -> None:
         # An account that goes idle here is kept (with its cached windows) for its next
@@ -578,10 +600,22 @@ class RateLimiter:
             held_back.add(waiter.integration)
         return wake_at
 
-    def _fail_waiters(self, acct: _Account, exc: Exception | None, *, wrap: bool = True) -> int:
-        """Empty the queue: cancel the waiters (``exc`` None) or raise ``exc`` in them."""
-        waiters = [waiter for waiter in acct.queue.values() if not waiter.future.done()]
-        acct.queue.clear()
+    def _fail_waiters(
+        self, acct: _Account, exc: Exception | None, *, wrap: bool = True, owner: object = None
+    ) -> int:
+        """Empty the queue (of ``owner``'s waiters only, if given): cancel the waiters
+        (``exc`` None) or raise ``exc`` in them."""
+        if owner is None:
+            waiters = [waiter for waiter in acct.queue.values() if not waiter.future.done()]
+            acct.queue.clear()
+        else:
+            waiters = [
+                waiter
+                for waiter in acct.queue.values()
+                if waiter.owner is owner and not waiter.future.done()
+            ]
+            for waiter in waiters:
+                del acct.queue[waiter.seq]
         for waiter in waiters:
             if exc is None:
                 waiter.future.cancel()

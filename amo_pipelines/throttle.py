@@ -9,19 +9,65 @@ outcome feeds back:
   cut, to recover gradually. The retry policy then sends the request again.
 * a block (HTML 403, or a 403 soon after a 429): the circuit opens; pending and new calls
   fail at once with :class:`AccountBlockedError`, and nothing more is sent.
+
+Once a request has its slot, it is checked once more before it goes out: the circuit may
+have opened, the client may be closing (its :class:`~amo_pipelines.policies.CloseGate`),
+or its access token may have fallen due meanwhile (``check``). Any of these, or a
+transport that certainly did not send it (:class:`RequestNotSentError`), gives the slot
+back: the grant leaves the rate windows and the in-flight place is freed, so the next
+waiter of the account (of any client) gets them at once.
+
+Default limiter and breaker: on the system clock, the ones shared by every client of the
+running event loop (:func:`~amo_pipelines.ratelimit.shared_limiter`,
+:func:`~amo_pipelines.circuit.shared_breaker`). A client on another clock (a
+:class:`~amo_pipelines.clock.FakeClock`) gets a limiter and a breaker driven by that clock
+instead, shared by the clients of the same loop and the same clock, never with the
+system-clock ones.
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+from collections.abc import Callable
+
 from .circuit import CircuitBreaker, shared_breaker
-from .errors import ApiError, RateLimitedError, error_from_response
-from .policies import Handler
+from .clock import SYSTEM_CLOCK, Clock
+from .errors import ApiError, RateLimitedError, RequestNotSentError, error_from_response
+from .policies import CloseGate, Handler
 from .ratelimit import RateLimiter, shared_limiter
 from .transport.base import Request, Response
 
 
 class _CircuitOpened(Exception):
     """Raised into requests still queued at the limiter when their account gets blocked."""
+
+
+class _ClientClosing(Exception):
+    """Raised into a closing client's requests still queued at the limiter."""
+
+
+_Defaults = tuple[Clock, RateLimiter, CircuitBreaker]
+_clocked: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, _Defaults]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _defaults(clock: Clock) -> tuple[RateLimiter, CircuitBreaker]:
+    """The running loop's default limiter and breaker for ``clock``."""
+    if clock is SYSTEM_CLOCK:
+        return shared_limiter(), shared_breaker()
+    per_clock = _clocked.setdefault(asyncio.get_running_loop(), {})
+    # Keyed by identity (a clock need not be hashable); the entry keeps the clock alive,
+    # so its id is not reused while the loop lives.
+    entry = per_clock.get(id(clock))
+    if entry is None or entry[0] is not clock:
+        entry = per_clock[id(clock)] = (
+            clock,
+            RateLimiter(clock=clock),
+            CircuitBreaker(clock=clock),
+        )
+    return entry[1], entry[2]
 
 
 class ThrottlePolicy:
@@ -34,6 +80,9 @@ class ThrottlePolicy:
         breaker: CircuitBreaker | None = None,
         default_pause: float = 1.0,
         max_pause: float = 60.0,
+        clock: Clock = SYSTEM_CLOCK,
+        gate: CloseGate | None = None,
+        check: Callable[[Request], None] | None = None,
     ) -> None:
         self.account = account
         self._integration = integration
@@ -41,34 +90,77 @@ class ThrottlePolicy:
         self._breaker = breaker
         self.default_pause = default_pause
         self.max_pause = max_pause
+        self.clock = clock
+        self.gate = gate
+        self.check = check
+        """Called with the request once it has its slot; raising gives the slot back."""
+
+    def _resolve(self) -> None:
+        # On first use: the default instances belong to the running event loop.
+        limiter, breaker = _defaults(self.clock)
+        if self._limiter is None:
+            self._limiter = limiter
+        if self._breaker is None:
+            self._breaker = breaker
 
     @property
     def limiter(self) -> RateLimiter:
-        # Resolved on first use: the shared instances belong to the running event loop.
         if self._limiter is None:
-            self._limiter = shared_limiter()
+            self._resolve()
+            assert self._limiter is not None
         return self._limiter
 
     @property
     def breaker(self) -> CircuitBreaker:
         if self._breaker is None:
-            self._breaker = shared_breaker()
+            self._resolve()
+            assert self._breaker is not None
         return self._breaker
 
+    def close(self) -> int:
+        """Fail this client's requests queued at the limiter (the gate must be closed
+        first); return how many. Nothing is resolved if nothing was ever sent."""
+        if self._limiter is None or self.gate is None:
+            return 0
+        return self._limiter.abort_waiters(self.account, _ClientClosing(), owner=self.gate)
+
     async def send(self, request: Request, next: Handler) -> Response:
-        breaker, limiter = self.breaker, self.limiter
+        breaker, limiter, gate = self.breaker, self.limiter, self.gate
         breaker.check(self.account, request)
+        if gate is not None:
+            gate.check(request)
         try:
             # limiter.slot() without the context manager's frames (every request is here)
-            held, grant = await limiter._acquire(self.account, self._integration)
+            held, grant = await limiter._acquire(self.account, self._integration, gate)
         except _CircuitOpened:
             raise breaker.refusal(self.account, request) from None
+        except _ClientClosing:
+            raise CloseGate.refusal(request) from None
         try:
-            # The circuit may have opened while this request waited for its slot.
+            # While this request waited for its slot the circuit may have opened, the
+            # client may have begun closing, or its token may have fallen due.
             breaker.check(self.account, request)
+            if gate is not None:
+                gate.check(request)
+            if self.check is not None:
+                self.check(request)
+        except BaseException:
+            limiter._give_back(held, grant)  # nothing was sent
+            raise
+        if gate is not None:
+            gate.sending()
+        try:
             response = await next(request)
-        finally:
+        except RequestNotSentError:
+            limiter._give_back(held, grant)
+            raise
+        except BaseException:
             await limiter._finish(held, grant)
+            raise
+        finally:
+            if gate is not None:
+                gate.landed()
+        await limiter._finish(held, grant)
         if response.status == 429:
             error = error_from_response(request, response)
             assert isinstance(error, RateLimitedError)

@@ -83,22 +83,35 @@ def _expiry(value: object, where: str) -> float:
 
 
 @frozen(repr=False)
+def _lifetime(value: object, where: str) -> float:
+    lifetime = _expiry(value, where)
+    if lifetime <= 0:
+        raise InvalidInputError("must be positive", field=where)
+    return lifetime
+
+
 class TokenSet:
     """An OAuth access token, its refresh token and when the access token expires.
 
     ``expires_at`` is in the provider clock's seconds: Unix time with the default clock.
-    The repr shows fingerprints only, never the tokens.
+    ``expires_in`` is the lifetime the server gave the access token (its ``expires_in``),
+    when known: every process that loads the set from a store judges it by the same rule
+    (see :class:`~amo_pipelines.OAuth2`'s ``refresh_margin``). Sets saved by earlier
+    versions have none. The repr shows fingerprints only, never the tokens.
     """
 
     access_token: str
     refresh_token: str
     expires_at: float
 
+    expires_in: float | None = None
     def __attrs_post_init__(self) -> None:
         check_token(self.access_token, "access_token")
         check_token(self.refresh_token, "refresh_token")
         object.__setattr__(self, "expires_at", _expiry(self.expires_at, "expires_at"))
 
+        if self.expires_in is not None:
+            object.__setattr__(self, "expires_in", _lifetime(self.expires_in, "expires_in"))
     @classmethod
     def from_response(cls, data: Mapping[str, Any], *, now: float) -> TokenSet:
         """Read the token endpoint's answer (``token_type``, ``expires_in``, ``access_token``,
@@ -106,31 +119,37 @@ class TokenSet:
         token_type = data.get("token_type")
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
             raise InvalidInputError("must be Bearer", field="token_type")
-        expires_in = _expiry(data.get("expires_in"), "expires_in")
-        if expires_in <= 0:
-            raise InvalidInputError("must be positive", field="expires_in")
+        expires_in = _lifetime(data.get("expires_in"), "expires_in")
         return cls(
             access_token=data.get("access_token"),  # type: ignore[arg-type]  # checked
             refresh_token=data.get("refresh_token"),  # type: ignore[arg-type]
             expires_at=now + expires_in,
         )
+            expires_in=expires_in,
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready form stores keep (it holds the secrets: keep it private)."""
-        return {
+        """The JSON-ready form stores keep (it holds the secrets: keep it private).
+
+        ``expires_in`` is there when known; readers of older versions ignore it."""
+        data: dict[str, Any] = {
             "access_token": self.access_token,
             "refresh_token": self.refresh_token,
             "expires_at": self.expires_at,
         }
 
+        if self.expires_in is not None:
+            data["expires_in"] = self.expires_in
+        return data
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TokenSet:
-        """The inverse of :meth:`to_dict`; :class:`InvalidInputError` names a bad field."""
+        """The inverse of :meth:`to_dict`; :class:`InvalidInputError` names a bad field.
+        A set without ``expires_in`` (saved by an earlier version) reads as before."""
         return cls(
             access_token=data.get("access_token"),  # type: ignore[arg-type]  # checked
             refresh_token=data.get("refresh_token"),  # type: ignore[arg-type]
             expires_at=data.get("expires_at"),  # type: ignore[arg-type]
         )
+            expires_in=data.get("expires_in"),
 
     def __repr__(self) -> str:
         return (
@@ -177,9 +196,10 @@ class MemoryTokenStore:
 class FileTokenStore:
     """One JSON file holding the tokens, readable by its owner only.
 
-    ``save`` writes a temporary file (mode 0600) in the same directory, fsyncs it and
-    ``os.replace``\\ s the old file, so readers only ever see a whole token set and a crash
-    leaves the previous one. Blocking file I/O runs in a thread.
+    ``save`` creates the file's folder (mode 0700) if it is missing, writes a temporary
+    file (mode 0600) in that folder, fsyncs it and ``os.replace``\\ s the old file, so
+    readers only ever see a whole token set and a crash leaves the previous one. Blocking
+    file I/O runs in a thread.
 
     ``lock`` (default on): ``lock()`` takes an exclusive ``fcntl.flock`` on ``<path>.lock``,
     so that processes sharing the file refresh one at a time; waiting longer than
@@ -232,8 +252,19 @@ class FileTokenStore:
             raise TokenStoreError(f"{self.path} is not a usable token file ({reason})") from None
 
     def _write(self, data: bytes) -> None:
+    def _make_directory(self) -> None:
+        """Create the file's folder, readable by its owner only, if it is missing."""
+        directory = self.path.parent
+        if directory.is_dir():
+            return
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as e:
+            raise TokenStoreError(f"can not create {directory}: {e.strerror}") from None
+
         directory = self.path.parent
         try:
+        self._make_directory()
             # mkstemp creates the file with mode 0600 whatever the umask.
             fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{self.path.name}.", suffix=".tmp")
         except OSError as e:
@@ -260,6 +291,7 @@ class FileTokenStore:
             return
         try:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._make_directory()
         except OSError as e:
             raise TokenStoreError(f"can not open {self.lock_path}: {e.strerror}") from None
         try:
