@@ -82,7 +82,6 @@ def _expiry(value: object, where: str) -> float:
     return float(value)
 
 
-@frozen(repr=False)
 def _lifetime(value: object, where: str) -> float:
     lifetime = _expiry(value, where)
     if lifetime <= 0:
@@ -90,6 +89,7 @@ def _lifetime(value: object, where: str) -> float:
     return lifetime
 
 
+@frozen(repr=False)
 class TokenSet:
     """An OAuth access token, its refresh token and when the access token expires.
 
@@ -103,15 +103,15 @@ class TokenSet:
     access_token: str
     refresh_token: str
     expires_at: float
-
     expires_in: float | None = None
+
     def __attrs_post_init__(self) -> None:
         check_token(self.access_token, "access_token")
         check_token(self.refresh_token, "refresh_token")
         object.__setattr__(self, "expires_at", _expiry(self.expires_at, "expires_at"))
-
         if self.expires_in is not None:
             object.__setattr__(self, "expires_in", _lifetime(self.expires_in, "expires_in"))
+
     @classmethod
     def from_response(cls, data: Mapping[str, Any], *, now: float) -> TokenSet:
         """Read the token endpoint's answer (``token_type``, ``expires_in``, ``access_token``,
@@ -124,8 +124,8 @@ class TokenSet:
             access_token=data.get("access_token"),  # type: ignore[arg-type]  # checked
             refresh_token=data.get("refresh_token"),  # type: ignore[arg-type]
             expires_at=now + expires_in,
-        )
             expires_in=expires_in,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form stores keep (it holds the secrets: keep it private).
@@ -136,10 +136,10 @@ class TokenSet:
             "refresh_token": self.refresh_token,
             "expires_at": self.expires_at,
         }
-
         if self.expires_in is not None:
             data["expires_in"] = self.expires_in
         return data
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TokenSet:
         """The inverse of :meth:`to_dict`; :class:`InvalidInputError` names a bad field.
@@ -148,8 +148,8 @@ class TokenSet:
             access_token=data.get("access_token"),  # type: ignore[arg-type]  # checked
             refresh_token=data.get("refresh_token"),  # type: ignore[arg-type]
             expires_at=data.get("expires_at"),  # type: ignore[arg-type]
-        )
             expires_in=data.get("expires_in"),
+        )
 
     def __repr__(self) -> str:
         return (
@@ -251,7 +251,6 @@ class FileTokenStore:
             reason = e.field if isinstance(e, InvalidInputError) else "not a token set"
             raise TokenStoreError(f"{self.path} is not a usable token file ({reason})") from None
 
-    def _write(self, data: bytes) -> None:
     def _make_directory(self) -> None:
         """Create the file's folder, readable by its owner only, if it is missing."""
         directory = self.path.parent
@@ -262,9 +261,10 @@ class FileTokenStore:
         except OSError as e:
             raise TokenStoreError(f"can not create {directory}: {e.strerror}") from None
 
+    def _write(self, data: bytes) -> None:
         directory = self.path.parent
-        try:
         self._make_directory()
+        try:
             # mkstemp creates the file with mode 0600 whatever the umask.
             fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{self.path.name}.", suffix=".tmp")
         except OSError as e:
@@ -290,8 +290,8 @@ class FileTokenStore:
             yield
             return
         try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
             self._make_directory()
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as e:
             raise TokenStoreError(f"can not open {self.lock_path}: {e.strerror}") from None
         try:
