@@ -1,0 +1,180 @@
+"""``aclose()`` with calls still pending: they fail at once with ClientClosedError, nothing
+is sent once closing began, and the rate-limit slots they held go back to the limiter, so
+another client of the same account is not held up behind them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from clocked import clocked_client, drive
+
+from amo_pipelines import ClientClosedError, RequestNotSentError
+from amo_pipelines.circuit import CircuitBreaker
+from amo_pipelines.clock import FakeClock
+from amo_pipelines.ratelimit import RateLimiter
+from amo_pipelines.retry import NO_RETRY, RetryPolicy
+from amo_pipelines.testing import MockTransport, json_response, problem_response
+from amo_pipelines.transport import Request, Response
+
+PIPELINES = "/api/v4/leads/pipelines"
+ACCOUNT = "example.amocrm.ru"
+LIST = {"_total_items": 0, "_embedded": {"pipelines": []}}
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def recording(clock: FakeClock) -> tuple[MockTransport, list[float]]:
+    """A transport that answers at once and notes the virtual time of every request."""
+    sent: list[float] = []
+
+    def handler(request: Request) -> Response:
+        sent.append(clock.now())
+        return json_response(LIST)
+
+    return MockTransport(handler), sent
+
+
+async def test_calls_queued_at_the_limiter_fail_at_once_and_free_the_budget(
+    clock: FakeClock,
+) -> None:
+    limiter = RateLimiter(clock=clock)  # 7 per second for the integration
+    breaker = CircuitBreaker(clock=clock)
+    ours, ours_sent = recording(clock)
+    theirs, theirs_sent = recording(clock)
+    closing = clocked_client(ours, clock, limiter=limiter, breaker=breaker)
+    other = clocked_client(theirs, clock, limiter=limiter, breaker=breaker)  # same token
+
+    calls = [asyncio.ensure_future(closing.request("GET", PIPELINES)) for _ in range(50)]
+    await clock.settle()
+    assert len(ours_sent) == 7  # the burst; 43 wait for the window
+    assert limiter.stats(ACCOUNT).waiting == 43
+
+    await closing.aclose()
+    await clock.settle()
+    assert clock.now() == 0.0 and all(call.done() for call in calls)
+    outcomes = [call.exception() for call in calls]
+    assert all(error is None for error in outcomes[:7])
+    assert all(isinstance(error, ClientClosedError) for error in outcomes[7:])
+    assert "was not sent" in str(outcomes[-1])
+    assert limiter.stats(ACCOUNT).waiting == 0 and limiter.stats(ACCOUNT).in_flight == 0
+
+    # The other client of the account gets the first place the window frees (the burst's
+    # answers came at t=0, so t=1), not a place behind 43 closed calls (t=7 and later).
+    await drive(clock, other.request("GET", PIPELINES))
+    assert theirs_sent == [1.0]
+    await drive(clock, asyncio.sleep(0))
+    assert len(ours_sent) == 7  # nothing of the closed client went out, then or later
+    await other.aclose()
+
+
+async def test_a_call_in_its_retry_backoff_fails_at_once_and_is_not_sent_again(
+    clock: FakeClock,
+) -> None:
+    transport = MockTransport(responses=[problem_response(503, "busy")])
+    retry = RetryPolicy(clock=clock, backoff=10.0, random_source=lambda: 1.0)
+    amo = clocked_client(transport, clock, retry=retry)
+    call = asyncio.ensure_future(amo.request("GET", PIPELINES))
+    await clock.settle()
+    assert len(transport.requests) == 1 and clock.sleepers == 1  # backing off for 10 s
+
+    await amo.aclose()
+    await clock.settle()
+    assert call.done() and clock.now() == 0.0
+    with pytest.raises(ClientClosedError, match="not sent again"):
+        call.result()
+    assert len(transport.requests) == 1
+    assert clock.sleepers == 0  # the backoff's sleep is gone too
+
+
+async def test_calls_waiting_for_the_in_flight_cap_fail_and_requests_on_the_wire_land(
+    clock: FakeClock,
+) -> None:
+    limiter = RateLimiter(clock=clock, integration_limit=None, max_in_flight=2)
+    release = asyncio.Event()
+
+    async def slow(request: Request) -> Response:
+        await release.wait()
+        return json_response(LIST)
+
+    transport = MockTransport(slow)
+    amo = clocked_client(transport, clock, limiter=limiter)
+    calls = [asyncio.ensure_future(amo.request("GET", PIPELINES)) for _ in range(5)]
+    await clock.settle()
+    assert len(transport.requests) == 2  # on the wire; three wait for an in-flight place
+
+    closing = asyncio.ensure_future(amo.aclose())
+    await clock.settle()
+    assert all(isinstance(call.exception(), ClientClosedError) for call in calls[2:])
+    assert not closing.done()  # the two on the wire get their answers first
+
+    release.set()
+    await closing
+    assert [call.result().status for call in calls[:2]] == [200, 200]
+    assert len(transport.requests) == 2
+    assert limiter.stats(ACCOUNT).in_flight == 0
+
+
+async def test_a_request_the_transport_did_not_send_gives_its_grant_back(
+    clock: FakeClock,
+) -> None:
+    limiter = RateLimiter(clock=clock)
+    refused = [RequestNotSentError("connection refused", method="GET", path=PIPELINES)] * 7
+    transport, sent = recording(clock)
+    transport.add(*refused)
+    amo = clocked_client(transport, clock, limiter=limiter, retry=NO_RETRY)
+    for _ in range(7):
+        with pytest.raises(RequestNotSentError):
+            await amo.request("GET", PIPELINES)
+    # Seven grants were taken and none was used: the eighth request goes at once.
+    await drive(clock, amo.request("GET", PIPELINES))
+    assert sent == [0.0]
+    await amo.aclose()
+
+
+async def test_a_cancelled_queued_call_frees_its_place_and_aclose_after_it_is_clean(
+    clock: FakeClock,
+) -> None:
+    limiter = RateLimiter(clock=clock)
+    transport, sent = recording(clock)
+    amo = clocked_client(transport, clock, limiter=limiter)
+    calls = [asyncio.ensure_future(amo.request("GET", PIPELINES)) for _ in range(9)]
+    await clock.settle()
+    calls[7].cancel()
+    await clock.settle()
+    assert limiter.stats(ACCOUNT).waiting == 1
+    await amo.aclose()
+    await clock.settle()
+    assert calls[7].cancelled()
+    assert isinstance(calls[8].exception(), ClientClosedError)
+    assert len(sent) == 7
+    stats = limiter.stats(ACCOUNT)
+    assert stats.waiting == 0 and stats.in_flight == 0
+
+
+async def test_a_new_call_after_aclose_began_is_refused_and_queues_nothing(
+    clock: FakeClock,
+) -> None:
+    release = asyncio.Event()
+
+    async def slow(request: Request) -> Response:
+        await release.wait()
+        return json_response(LIST)
+
+    limiter = RateLimiter(clock=clock)
+    transport = MockTransport(slow)
+    amo = clocked_client(transport, clock, limiter=limiter)
+    first = asyncio.ensure_future(amo.request("GET", PIPELINES))
+    await clock.settle()
+    closing = asyncio.ensure_future(amo.aclose())
+    await clock.settle()
+    with pytest.raises(ClientClosedError):
+        await amo.request("GET", PIPELINES)
+    assert limiter.stats(ACCOUNT).waiting == 0
+    release.set()
+    await closing
+    assert (await first).status == 200
+    assert len(transport.requests) == 1
