@@ -218,7 +218,7 @@ class AmoClient:
             reconcile_wait=_reconcile_wait(reconcile_wait, self._transport),
             max_rounds=self.retry.max_attempts,
             backoff=self.retry.backoff_for,
-            clock=clock,
+            clock=_ClosingClock(clock, self._gate),
             list_pipelines=self.pipelines.list,
         )
         self._policies: list[Policy] = [
@@ -405,6 +405,21 @@ def _reconcile_wait(value: object, transport: Transport) -> float:
             f"must be a finite number of seconds >= 0, got {value!r}", field="reconcile_wait"
         )
     return float(value)
+
+
+class _ClosingClock:
+    """The client's clock as its batch creates wait on it: a wait ends when the client
+    closes (their next request then fails with :class:`ClientClosedError`)."""
+
+    __slots__ = ("_clock", "_gate", "now")
+
+    def __init__(self, clock: Clock, gate: CloseGate) -> None:
+        self._clock = clock
+        self._gate = gate
+        self.now = clock.now
+
+    async def sleep(self, seconds: float) -> None:
+        await self._gate.sleep(self._clock, seconds)
 
 
 class _Gated:

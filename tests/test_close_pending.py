@@ -9,7 +9,13 @@ import asyncio
 import pytest
 from clocked import clocked_client, drive
 
-from amo_pipelines import ClientClosedError, RequestNotSentError
+from amo_pipelines import (
+    AmoError,
+    ClientClosedError,
+    NewPipeline,
+    RequestNotSentError,
+    ResponseLostError,
+)
 from amo_pipelines.circuit import CircuitBreaker
 from amo_pipelines.clock import FakeClock
 from amo_pipelines.ratelimit import RateLimiter
@@ -178,3 +184,24 @@ async def test_a_new_call_after_aclose_began_is_refused_and_queues_nothing(
     await closing
     assert (await first).status == 200
     assert len(transport.requests) == 1
+
+
+async def test_a_batch_create_waiting_to_reconcile_ends_at_once(clock: FakeClock) -> None:
+    def handler(request: Request) -> Response:
+        if request.method == "POST":
+            raise ResponseLostError("dropped", method="POST", path=PIPELINES)
+        return json_response(LIST)  # nothing was created (yet)
+
+    transport = MockTransport(handler)
+    amo = clocked_client(transport, clock, reconcile_wait=60.0)
+    call = asyncio.ensure_future(amo.pipelines.create([NewPipeline(name="P", sort=1)]))
+    for _ in range(10):
+        await clock.advance(1.0)  # past the backoffs, into the wait for late commits
+    sent = len(transport.requests)
+    assert not call.done() and clock.sleepers == 1
+
+    await amo.aclose()
+    await clock.settle()
+    assert call.done() and isinstance(call.exception(), AmoError)
+    assert len(transport.requests) == sent  # nothing after aclose: no list, no resend
+    assert clock.sleepers == 0
