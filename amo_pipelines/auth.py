@@ -464,12 +464,17 @@ class OAuth2:
     # --- the token endpoint ---------------------------------------------------------------
 
     def _endpoint(self) -> TokenEndpoint:
-        if not self._endpoints:
-            raise ClientClosedError(
-                "OAuth2 reaches the token endpoint through an open AmoClient: create one "
-                "with AmoClient(auth=...) first"
-            )
-        return self._endpoints[-1]
+        """The newest endpoint whose client is not closing (a closing client sends
+        nothing more, so a provider shared with other clients uses theirs)."""
+        for endpoint in reversed(self._endpoints):
+            if not getattr(endpoint, "closing", False):
+                return endpoint
+        raise ClientClosedError(
+            "OAuth2 reaches the token endpoint through an open AmoClient: create one "
+            "with AmoClient(auth=...) first"
+            if not self._endpoints
+            else "the AmoClient this OAuth2 provider is attached to is closing"
+        )
 
     async def _refresh_with(self, tokens: TokenSet) -> TokenSet:
         logger.debug("OAuth2 %s: refreshing %s", self.client_id, _fp(tokens))

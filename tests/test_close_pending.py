@@ -10,11 +10,15 @@ import pytest
 from clocked import clocked_client, drive
 
 from amo_pipelines import (
+    AmoClient,
     AmoError,
     ClientClosedError,
+    MemoryTokenStore,
     NewPipeline,
+    OAuth2,
     RequestNotSentError,
     ResponseLostError,
+    TokenSet,
 )
 from amo_pipelines.circuit import CircuitBreaker
 from amo_pipelines.clock import FakeClock
@@ -205,3 +209,60 @@ async def test_a_batch_create_waiting_to_reconcile_ends_at_once(clock: FakeClock
     assert call.done() and isinstance(call.exception(), AmoError)
     assert len(transport.requests) == sent  # nothing after aclose: no list, no resend
     assert clock.sleepers == 0
+
+
+async def test_a_provider_shared_with_a_closing_client_refreshes_through_the_open_one(
+    clock: FakeClock,
+) -> None:
+    now = 1_700_000_000.0
+    oauth_clock = FakeClock(now)
+    token_requests: list[str] = []
+    release = asyncio.Event()
+
+    def account(name: str) -> MockTransport:
+        async def handler(request: Request) -> Response:
+            if request.url.path == "/oauth2/access_token":
+                token_requests.append(name)
+                return json_response(
+                    {
+                        "token_type": "Bearer",
+                        "expires_in": 86400,
+                        "access_token": "acc-SECRET-new",
+                        "refresh_token": "ref-SECRET-new",
+                    },
+                    content_type="application/json",
+                )
+            if name == "closing":
+                await release.wait()
+            return json_response(LIST)
+
+        return MockTransport(handler)
+
+    tokens = TokenSet("acc-SECRET-old", "ref-SECRET-old", now + 86400, expires_in=86400)
+    auth = OAuth2(
+        "client-1", "client-SECRET-1", "https://integration.example/cb",
+        store=MemoryTokenStore(tokens), clock=oauth_clock,
+    )  # fmt: skip
+    limiter = RateLimiter(clock=clock)
+    open_one, closing_one = (
+        AmoClient(
+            subdomain="example",
+            auth=auth,
+            transport=account(name),
+            clock=clock,
+            rate_limiter=limiter,
+            retry=NO_RETRY,
+        )
+        for name in ("open", "closing")
+    )
+    on_the_wire = asyncio.ensure_future(closing_one.request("GET", PIPELINES))
+    await clock.settle()
+    closing = asyncio.ensure_future(closing_one.aclose())  # waits for its request to land
+    await clock.settle()
+    await oauth_clock.advance(86400)  # the token falls due
+    assert (await open_one.request("GET", PIPELINES)).status == 200
+    assert token_requests == ["open"]  # not through the client that is closing
+    release.set()
+    await closing
+    assert (await on_the_wire).status == 200
+    await open_one.aclose()
