@@ -139,7 +139,15 @@ class AmoClient:
     (``"reconcile"`` or ``"raise"``) and ``reconcile_wait`` (seconds a create waits after an
     ambiguous failure before it sends again what the server does not show; by default
     twice the transport's total timeout, 120 s where it has none) shape batch creates.
-    ``clock`` drives every wait.
+    ``clock`` drives every wait: retries, batch pauses and, unless you pass your own, the
+    rate limiter and circuit breaker (a client on a :class:`~amo_pipelines.clock.FakeClock`
+    gets ones on that clock, shared with the clients of the same loop and clock, never the
+    system-clock ones).
+
+    A client belongs to the event loop that first uses it; from another loop (a second
+    ``asyncio.run()``) it raises :class:`~amo_pipelines.errors.WrongEventLoopError` and
+    sends nothing. :meth:`aclose` fails the calls still waiting with
+    :class:`ClientClosedError` and gives their rate-limit slots back.
     """
 
     def __init__(
