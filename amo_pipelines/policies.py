@@ -66,12 +66,13 @@ class CloseGate:
     and :meth:`drained` tells when the requests already on the wire have their answers.
     """
 
-    __slots__ = ("_drained", "_sending", "_waker", "closed")
+    __slots__ = ("_drained", "_waker", "closed", "on_wire")
 
     def __init__(self) -> None:
         self.closed = False
+        self.on_wire = 0
+        """Requests of this client on the wire now (the throttle counts them)."""
         self._waker: asyncio.Future[None] | None = None
-        self._sending = 0
         self._drained: asyncio.Future[None] | None = None
 
     def check(self, request: Request) -> None:
@@ -109,19 +110,14 @@ class CloseGate:
             elif not sleeper.cancelled():
                 sleeper.result()  # surface a failing clock
 
-    def sending(self) -> None:
-        """A request goes on the wire (after its last check)."""
-        self._sending += 1
-
     def landed(self) -> None:
-        """A request on the wire is answered or failed."""
-        self._sending -= 1
-        if not self._sending and self._drained is not None and not self._drained.done():
+        """After ``on_wire`` went down while closed: wake :meth:`drained` at zero."""
+        if not self.on_wire and self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
 
     async def drained(self) -> None:
         """Wait until no request of this client is on the wire."""
-        if self._sending:
+        if self.on_wire:
             self._drained = asyncio.get_running_loop().create_future()
             await self._drained
 

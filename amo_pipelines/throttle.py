@@ -148,7 +148,7 @@ class ThrottlePolicy:
             limiter._give_back(held, grant)  # nothing was sent
             raise
         if gate is not None:
-            gate.sending()
+            gate.on_wire += 1
         try:
             response = await next(request)
         except RequestNotSentError:
@@ -159,7 +159,9 @@ class ThrottlePolicy:
             raise
         finally:
             if gate is not None:
-                gate.landed()
+                gate.on_wire -= 1
+                if gate.closed:
+                    gate.landed()
         await limiter._finish(held, grant)
         if response.status == 429:
             error = error_from_response(request, response)
