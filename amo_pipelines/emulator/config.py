@@ -121,7 +121,7 @@ class EmulatorConfig:
     wall_clock: Clock = time.time
     """Unix time for description timestamps ("YYYY-MM-DD HH:MM:SS", UTC)."""
 
-    max_name_length: int | None = 255
+    max_name_length: int | None = field(default=255, validator=_positive_or_none)
     """*Emulator's choice*: longer pipeline and status names are refused (``TooLong``); None
     accepts any length."""
     sort_range: tuple[int, int] | None = field(default=(0, 2**31 - 1), validator=_sort_range)

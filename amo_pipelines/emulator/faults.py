@@ -43,7 +43,11 @@ class FaultKind(str, Enum):
     def parse(cls, value: str | FaultKind) -> FaultKind:
         if isinstance(value, FaultKind):
             return value
-        aliases = {"drop": cls.COMMIT_THEN_DROP, "commit_then_drop": cls.COMMIT_THEN_DROP}
+        aliases = {
+            "drop": cls.COMMIT_THEN_DROP,
+            "commit_then_drop": cls.COMMIT_THEN_DROP,
+            "late_commit": cls.LATE_COMMIT,
+        }
         if value in aliases:
             return aliases[value]
         try:
@@ -55,11 +59,6 @@ class FaultKind(str, Enum):
     @property
     def status_code(self) -> int | None:
         return int(self.value) if self.value.isdigit() else None
-
-    @property
-    def drops(self) -> bool:
-        """Whether the connection is closed without a response."""
-        return self in (FaultKind.RESET, FaultKind.COMMIT_THEN_DROP)
 
 
 STATUS_FAULT_KINDS = frozenset(k for k in FaultKind if k.status_code is not None)
