@@ -233,3 +233,25 @@ async def test_settle_waits_and_stop_drops_what_is_pending(make_emu: Any, make_a
     await emu.stop()
     assert emu.pending_commits == 0
     assert names(emu) == ["Воронка", "Soon"]
+
+
+async def test_a_late_commit_on_the_token_endpoint_spends_the_code_later(
+    api: Any, emu: Emulator
+) -> None:
+    cfg = emu.config
+    code = emu.issue_code()
+    params = {
+        "client_id": cfg.oauth_client_id,
+        "client_secret": cfg.oauth_client_secret,
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": cfg.oauth_redirect_uri,
+    }
+    emu.faults.add(Fault.late_commit(0.2, drop=True), path="/oauth2/access_token")
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await api.post("/oauth2/access_token", token=None, json=params)
+    assert emu.stats.token_grants == {}
+    await emu.settle()
+    assert emu.stats.token_grants == {"authorization_code": 1}
+    again = await api.post("/oauth2/access_token", token=None, json=params)
+    assert (again.status, again.json["hint"]) == (400, "Authorization code has been revoked")
