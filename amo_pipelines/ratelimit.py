@@ -96,6 +96,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from .clock import SYSTEM_CLOCK, Clock
+from .errors import AmoError, InvalidInputError
 from .windows import Admission, Denied, Granted, InMemoryWindowStore, Window, WindowStore
 
 __all__ = [
@@ -133,9 +134,9 @@ class Limit:
 
     def __post_init__(self) -> None:
         if self.count < 1:
-            raise ValueError("Limit.count must be at least 1")
+            raise InvalidInputError("must be at least 1", field="Limit.count")
         if not self.period > 0:
-            raise ValueError("Limit.period must be positive")
+            raise InvalidInputError("must be positive", field="Limit.period")
 
 
 DEFAULT_INTEGRATION_LIMIT = Limit(7, 1.0)
@@ -150,7 +151,7 @@ _MIN_FACTOR = 1 / 64
 # --------------------------------------------------------------------------- limiter
 
 
-class RateLimitStoreError(RuntimeError):
+class RateLimitStoreError(AmoError, RuntimeError):
     """The window store failed while this request was queued (``__cause__`` says how)."""
 
 
@@ -295,13 +296,15 @@ class RateLimiter:
         recovery_step: float = 0.1,
     ) -> None:
         if not margin >= 0:
-            raise ValueError("margin must be >= 0")
+            raise InvalidInputError("must be >= 0", field="margin")
         if max_in_flight is not None and max_in_flight < 1:
-            raise ValueError("max_in_flight must be at least 1 (or None for no cap)")
+            raise InvalidInputError(
+                "must be at least 1 (or None for no cap)", field="max_in_flight"
+            )
         if not 0 < penalty_factor < 1:
-            raise ValueError("penalty_factor must be between 0 and 1")
+            raise InvalidInputError("must be between 0 and 1", field="penalty_factor")
         if not 0 < recovery_step <= 1:
-            raise ValueError("recovery_step must be in (0, 1]")
+            raise InvalidInputError("must be in (0, 1]", field="recovery_step")
         self._integration_limit = integration_limit
         self._account_limit = account_limit
         self._margin = float(margin)
@@ -357,7 +360,7 @@ class RateLimiter:
         applies the account limit only.
         """
         if not account:
-            raise ValueError("account must be a non-empty string")
+            raise InvalidInputError("must be a non-empty string", field="account")
         return Slot(self, account, integration)
 
     def pause(self, account: str, seconds: float) -> None:

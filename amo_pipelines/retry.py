@@ -22,7 +22,13 @@ import random
 from collections.abc import Callable, Collection
 
 from .clock import SYSTEM_CLOCK, Clock
-from .errors import AmoError, ClientClosedError, RequestNotSentError, TransportError
+from .errors import (
+    AmoError,
+    ClientClosedError,
+    InvalidInputError,
+    RequestNotSentError,
+    TransportError,
+)
 from .policies import CloseGate, Handler, current_attempt
 from .transport.base import Request, Response
 
@@ -51,7 +57,7 @@ class RetryPolicy:
         random_source: Callable[[], float] = random.random,
     ) -> None:
         if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+            raise InvalidInputError("must be at least 1", field="max_attempts")
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.max_backoff = max_backoff
