@@ -47,7 +47,10 @@ How it works, and why:
   place and the next waiter moves up. A waiter cancelled in the tiny gap after it was
   granted but before its task resumed did not send anything, so its grant is handed back
   (removed from the windows) and its in-flight place freed; the next waiter can use both
-  right away. A request that was sent keeps its place in the window, whatever happens.
+  right away. The same goes for a granted request that turns out not to be sent after all
+  (its client began closing, the circuit opened, its token fell due, or the transport
+  raised ``RequestNotSentError``: ``_give_back``). A request that was sent keeps its place
+  in the window, whatever happens.
 * **In-flight cap.** ``max_in_flight`` bounds the requests of one account running at once.
   The in-flight place is taken together with the rate grant, never before it: a request
   granted by the rate window and then kept waiting for an in-flight place would start
