@@ -6,19 +6,22 @@ request only prolongs the trouble, so the first sign of a block opens the circui
 account: every pending and new call fails at once with :class:`AccountBlockedError` and
 nothing is sent until :meth:`CircuitBreaker.reset` or ``cooldown`` seconds pass.
 
-Signs of a block: a 403 with an HTML body, or any 403 within ``suspicion_window`` seconds
-of a 429 for the same account (a plain JSON 403 alone is just a missing permission).
+A block is what :func:`~amo_pipelines.errors.is_account_block` says it is (the one rule,
+in :mod:`amo_pipelines.errors`): the HTML 403 page, or a 403 whose body says the account
+or IP is blocked. Any other 403 is a missing permission (a non-admin token), whatever came
+before it, a 429 included: it stays a :class:`ForbiddenError` and the circuit stays closed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import weakref
 
 from attrs import define
 
 from .clock import SYSTEM_CLOCK, Clock
-from .errors import AccountBlockedError, ApiError
+from .errors import AccountBlockedError, ApiError, InvalidInputError, is_account_block
 from .transport.base import Request
 
 DEFAULT_COOLDOWN = 900.0
@@ -31,8 +34,26 @@ class _Open:
     cause: ApiError
 
 
+def _seconds(value: object, where: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise InvalidInputError(
+            f"must be a finite number of seconds >= 0, got {value!r}", field=where
+        )
+    return float(value)
+
+
 class CircuitBreaker:
-    """Per-account open/closed state, shared by every client that talks to an account."""
+    """Per-account open/closed state, shared by every client that talks to an account.
+
+    ``cooldown``: seconds the circuit stays open (``None``: until :meth:`reset`).
+    ``suspicion_window`` is accepted for compatibility and no longer used: a 403 after a
+    429 is judged by its body like any other.
+    """
 
     def __init__(
         self,
@@ -41,8 +62,8 @@ class CircuitBreaker:
         suspicion_window: float = 60.0,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self.cooldown = cooldown
-        self.suspicion_window = suspicion_window
+        self.cooldown = None if cooldown is None else _seconds(cooldown, "cooldown")
+        self.suspicion_window = _seconds(suspicion_window, "suspicion_window")
         self._clock = clock
         self._open: dict[str, _Open] = {}
         self._last_429: dict[str, float] = {}
@@ -79,12 +100,8 @@ class CircuitBreaker:
         self._last_429[account] = self._clock.now()
 
     def is_block(self, account: str, error: ApiError) -> bool:
-        if error.status != 403:
-            return False
-        if isinstance(error, AccountBlockedError):
-            return True
-        last = self._last_429.get(account)
-        return last is not None and self._clock.now() - last <= self.suspicion_window
+        """Whether ``error`` should open the circuit: :func:`is_account_block`."""
+        return is_account_block(error)
 
     def open(self, account: str, cause: ApiError) -> None:
         now = self._clock.now()

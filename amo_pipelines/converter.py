@@ -1,7 +1,11 @@
 """The one cattrs converter between JSON-shaped data and the SDK's classes.
 
-Response models are structured leniently (the API adds fields over time, and a new key must
-not break a running integration); :func:`make_converter` with ``strict=True`` forbids
+Response models are structured leniently about keys (the API adds fields over time, and a
+new key must not break a running integration) but strictly about types: an ``int`` is a
+JSON integer (not ``true``, not ``5.7``, not ``"5"``), a ``bool`` is ``true`` or ``false``
+(not ``"false"``), a ``str`` is a JSON string, a list is a JSON array, so a body of the
+wrong shape is an error (``AmoClient.fetch`` raises :class:`UnexpectedResponseError`)
+instead of a quietly wrong model. :func:`make_converter` with ``strict=True`` also forbids
 unknown keys, which the test suite runs over every JSON example in the spec so that no
 documented field is dropped silently. Input classes are unstructured to request bodies
 holding only the fields the caller set.
@@ -44,11 +48,42 @@ class _Links:
     self_: _Link | None = None
 
 
+# Strict scalars: a type check, then the value itself. cattrs' own hooks call int(),
+# bool() and str(), which turn "false" into True, 5.7 into 5 and true into 1. The checks
+# are ``type(...) is``: exact types, so bool (an int subclass) is no int.
+def _int(value: Any, _: type) -> int:
+    if type(value) is int:
+        return value
+    raise TypeError(f"expected an integer, got {type(value).__name__}")
+
+
+def _bool(value: Any, _: type) -> bool:
+    if value is True or value is False:
+        return value
+    raise TypeError(f"expected true or false, got {type(value).__name__}")
+
+
+def _str(value: Any, _: type) -> str:
+    if type(value) is str:
+        return value
+    raise TypeError(f"expected a string, got {type(value).__name__}")
+
+
+def _float(value: Any, _: type) -> float:
+    if type(value) is float:
+        return value
+    if type(value) is int:
+        return float(value)
+    raise TypeError(f"expected a number, got {type(value).__name__}")
+
+
 def _structure_datetime(value: Any, _: type) -> datetime:
     # "YYYY-MM-DD HH:MM:SS"; fromisoformat takes the space separator and is fast.
+    if type(value) is str:
+        return datetime.fromisoformat(value)
     if isinstance(value, datetime):
         return value
-    return datetime.fromisoformat(value)
+    raise TypeError(f"expected a date string, got {type(value).__name__}")
 
 
 def _self_href(value: Any, _: type) -> str | None:
@@ -56,15 +91,24 @@ def _self_href(value: Any, _: type) -> str | None:
     if value is None:
         return None
     link = value.get("self")
-    return None if link is None else str(link["href"])
+    if link is None:
+        return None
+    href = link["href"]
+    if type(href) is str:
+        return href
+    raise TypeError(f"expected a string href, got {type(href).__name__}")
 
 
 def _optional_str(value: Any, _: type) -> str | None:
-    return None if value is None else str(value)
+    if value is None or type(value) is str:
+        return value
+    raise TypeError(f"expected a string or null, got {type(value).__name__}")
 
 
 def _optional_int(value: Any, _: type) -> int | None:
-    return None if value is None else int(value)
+    if value is None or type(value) is int:
+        return value
+    raise TypeError(f"expected an integer or null, got {type(value).__name__}")
 
 
 def _optional_datetime(value: Any, _: type) -> datetime | None:
@@ -82,9 +126,11 @@ def _register_tuple_of(c: Converter, item: type, *, optional: bool = False) -> N
     tuple_type: Any = tuple[item, ...]  # type: ignore[valid-type]
 
     def structure(value: Any, _: type) -> tuple[Any, ...] | None:
+        if type(value) is list:
+            return tuple([hook(v, item) for v in value])
         if value is None and optional:
             return None
-        return tuple([hook(v, item) for v in value])
+        raise TypeError(f"expected a list, got {type(value).__name__}")
 
     target = tuple_type | None if optional else tuple_type
     c.register_structure_hook_func(lambda t: t == target, structure)
@@ -113,6 +159,11 @@ def make_converter(*, strict: bool = False) -> Converter:
     # Detailed validation (exception groups naming every bad field) costs about a third
     # of the parse time of a pipeline; production only needs to know the body is bad.
     c = make_orjson_converter(forbid_extra_keys=strict, detailed_validation=strict)
+    # Before any class hook is made: a generated hook binds the hooks of its fields.
+    c.register_structure_hook(int, _int)
+    c.register_structure_hook(bool, _bool)
+    c.register_structure_hook(str, _str)
+    c.register_structure_hook(float, _float)
     c.register_structure_hook(datetime, _structure_datetime)
     if not strict:
         # The optional scalars (18 per status list): cattrs' generic Optional dispatch was

@@ -108,7 +108,9 @@ async def _read_capped(response: aiohttp.ClientResponse, request: Request, limit
         size += len(chunk)
         if size > limit:
             response.close()  # the rest is never read: drop the connection
-            raise ResponseTooLargeError(status=response.status, limit=limit, **_where(request))
+            raise ResponseTooLargeError(
+                method=request.method, path=request.url.path, status=response.status, limit=limit
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -195,7 +197,11 @@ class AiohttpTransport:
                 elif length > limit:
                     response.close()
                     raise ResponseTooLargeError(
-                        status=response.status, limit=limit, size=length, **_where(request)
+                        method=request.method,
+                        path=request.url.path,
+                        status=response.status,
+                        limit=limit,
+                        size=length,
                     )
                 else:  # aiohttp reads no more than the Content-Length
                     body = await response.read()
