@@ -38,13 +38,16 @@ from .errors import (
     ResponseLostError,
     ResponseTooLargeError,
     ServerError,
+    SkippedError,
     TokenRevokedError,
     TokenStoreError,
     TransportError,
     UnauthorizedError,
     UnexpectedResponseError,
+    UnknownOutcomeError,
     UnprocessableEntityError,
     ValidationIssue,
+    WrongEventLoopError,
 )
 from .inputs import DescriptionInput, NewPipeline, NewStatus, PipelineUpdate, StatusUpdate
 from .models import Pipeline, Status, StatusDescription
@@ -98,6 +101,7 @@ __all__ = [
     "ResponseLostError",
     "ResponseTooLargeError",
     "ServerError",
+    "SkippedError",
     "Status",
     "StatusColor",
     "StatusDescription",
@@ -112,8 +116,10 @@ __all__ = [
     "TransportError",
     "UnauthorizedError",
     "UnexpectedResponseError",
+    "UnknownOutcomeError",
     "UnprocessableEntityError",
     "ValidationIssue",
+    "WrongEventLoopError",
     "__version__",
     "parse_account_host",
 ]
