@@ -53,7 +53,8 @@ class Status:
     is_editable: bool
     pipeline_id: int
     color: str
-    """A palette color for regular statuses; system statuses use colors outside the palette."""
+    """Usually a palette color. System statuses, and custom statuses made before the
+    current palette (older accounts, the API pages' own examples), may carry others."""
     type: int = field(converter=_status_type)
     """:class:`StatusType` when known."""
     account_id: int
