@@ -35,6 +35,7 @@ from typing import Any, Protocol, runtime_checkable
 from attrs import frozen
 
 from .errors import InvalidInputError, TokenStoreError
+from .inputs import check_text
 
 try:  # POSIX only; FileTokenStore's lock is a no-op without it.
     import fcntl
@@ -56,7 +57,7 @@ def check_token(token: object, where: str) -> str:
         raise InvalidInputError("must be a non-empty string", field=where)
     if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in token):
         raise InvalidInputError("must not contain spaces or control characters", field=where)
-    return token
+    return check_text(token, where)  # a lone surrogate can not go into a header or a body
 
 
 class WallClock:
