@@ -15,24 +15,33 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TextIO
 
 from attrs import define, field
 
 from . import (
     AmoClient,
+    AmoError,
+    BatchError,
     DescriptionInput,
     DescriptionLevel,
     NewPipeline,
     NewStatus,
+    Pipeline,
     PipelineUpdate,
     StatusColor,
     StatusUpdate,
+    __version__,
 )
+from .constants import MAX_CUSTOM_STATUSES_PER_PIPELINE, MAX_PIPELINES_PER_ACCOUNT
 from .transport import AiohttpTransport, Request, Response
 
 PALETTE = list(StatusColor)
+
+
+class DemoError(Exception):
+    """The demo can not start (e.g. a base URL without a token)."""
 
 
 class CountingTransport(AiohttpTransport):
@@ -125,14 +134,52 @@ def more_statuses(count: int) -> list[NewStatus]:
     ]
 
 
+def _quiet(text: str) -> None:
+    pass
+
+
 async def run_job(
-    amo: AmoClient, *, pipelines: int = 6, statuses: int = 8, run_id: str = "run"
+    amo: AmoClient,
+    *,
+    pipelines: int = 6,
+    statuses: int = 8,
+    run_id: str = "run",
+    say: Callable[[str], None] = _quiet,
 ) -> Report:
+    """The job. ``say`` gets a line per step. If a step fails, the pipelines created so far
+    are deleted (best effort) before the error goes on."""
     report = Report()
-    created = await amo.pipelines.create(plan(pipelines, run_id))
+    ours: set[int] = set()
+    try:
+        return await _steps(amo, report, ours, pipelines, statuses, run_id, say)
+    except BaseException:
+        if ours:
+            say(f"failed: deleting the {len(ours)} pipelines created so far")
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.shield(amo.pipelines.delete_many(sorted(ours)))
+        raise
+
+
+async def _steps(
+    amo: AmoClient,
+    report: Report,
+    ours: set[int],
+    pipelines: int,
+    statuses: int,
+    run_id: str,
+    say: Callable[[str], None],
+) -> Report:
+    say(f"creating {pipelines} pipelines with 2 statuses each (one request)")
+    try:
+        created = await amo.pipelines.create(plan(pipelines, run_id))
+    except BatchError as e:
+        ours.update(p.id for p in e.succeeded.values() if isinstance(p, Pipeline))
+        raise
+    ours.update(p.id for p in created)
     report.pipelines_created = len(created)
     report.statuses_created += sum(len(p.custom_statuses) for p in created)
 
+    say(f"adding {statuses} statuses with descriptions to each pipeline")
     per_pipeline = await asyncio.gather(
         *(amo.statuses.create(p.id, more_statuses(statuses)) for p in created)
     )
@@ -141,11 +188,13 @@ async def run_job(
         report.descriptions_created += sum(len(s.descriptions or ()) for s in made)
 
     renamed = created[::2]
+    say(f"renaming {len(renamed)} pipelines")
     await amo.pipelines.update_many(
         {p.id: PipelineUpdate(name=f"{p.name} (renamed)") for p in renamed}
     )
     report.pipelines_renamed = len(renamed)
 
+    say("renaming and recoloring every third status")
     for pipeline, made in zip(created, per_pipeline, strict=True):
         changes = {
             s.id: StatusUpdate(name=f"{s.name} (checked)", color=StatusColor.TURQUOISE)
@@ -154,15 +203,17 @@ async def run_job(
         await amo.statuses.update_many(pipeline.id, changes)
         report.statuses_changed += len(changes)
 
-    ours = {p.id for p in created}
+    say("reading everything back with descriptions")
     everything = [p for p in await amo.pipelines.list() if p.id in ours]
     read = await asyncio.gather(
         *(amo.statuses.list(p.id, with_descriptions=True) for p in everything)
     )
     report.statuses_read = sum(len(r) for r in read)
 
+    say(f"deleting the {len(ours)} pipelines")
     await amo.pipelines.delete_many(sorted(ours))
     report.pipelines_deleted = len(ours)
+    ours.clear()
     return report
 
 
@@ -170,7 +221,7 @@ async def run_job(
 async def _target(base_url: str | None, token: str | None) -> AsyncIterator[tuple[str, str]]:
     if base_url:
         if not token:
-            raise SystemExit("--token (or AMO_TOKEN) is required with --base-url")
+            raise DemoError("--token (or AMO_TOKEN) is required with --base-url")
         yield base_url, token
         return
     from .emulator import Emulator  # the SDK proper never imports the emulator
@@ -186,44 +237,106 @@ async def demo(
     pipelines: int = 6,
     statuses: int = 8,
     out: TextIO = sys.stdout,
+    say: Callable[[str], None] = _quiet,
 ) -> Report:
     async with _target(base_url, token) as (url, bearer):
+        target = url if base_url else f"the embedded emulator at {url}"
+        say(f"demo against {target}")
         transport = CountingTransport()
-        async with AmoClient(base_url=url, access_token=bearer, transport=transport) as amo:
-            started = time.perf_counter()
-            report = await run_job(
-                amo, pipelines=pipelines, statuses=statuses, run_id=f"{os.getpid()}"
-            )
-            report.seconds = time.perf_counter() - started
-        await transport.aclose()
+        try:
+            async with AmoClient(base_url=url, access_token=bearer, transport=transport) as amo:
+                started = time.perf_counter()
+                report = await run_job(
+                    amo,
+                    pipelines=pipelines,
+                    statuses=statuses,
+                    run_id=f"{os.getpid()}",
+                    say=say,
+                )
+                report.seconds = time.perf_counter() - started
+        finally:
+            await transport.aclose()
         report.responses = transport.statuses
         report.transport_failures = transport.failures
-        target = url if base_url else f"the embedded emulator at {url}"
         print(report.render(target), file=out)
     return report
 
 
+def _between(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}")
+        return value
+
+    return parse
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--base-url", default=os.environ.get("AMO_BASE_URL"))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--base-url",
+        default=os.environ.get("AMO_BASE_URL"),
+        metavar="URL",
+        help="a real account, e.g. https://example.amocrm.ru (default: AMO_BASE_URL, else the "
+        "embedded emulator); the demo touches only the pipelines it creates",
+    )
     parser.add_argument(
         "--token",
         default=os.environ.get("AMO_TOKEN"),
         help="access token (prefer the AMO_TOKEN environment variable: argv is visible)",
     )
-    parser.add_argument("--pipelines", type=int, default=6, choices=range(1, 50))
-    parser.add_argument("--statuses", type=int, default=8, choices=range(1, 95))
+    parser.add_argument(
+        "--pipelines",
+        type=_between(1, MAX_PIPELINES_PER_ACCOUNT - 1),
+        default=6,
+        metavar="N",
+        help="pipelines to create, 1 to 49 (an account holds 50; default: 6)",
+    )
+    parser.add_argument(
+        "--statuses",
+        type=_between(1, MAX_CUSTOM_STATUSES_PER_PIPELINE - 3),
+        default=8,
+        metavar="N",
+        help="statuses to add to each pipeline, 1 to 94 (it has 2 already and holds 97 "
+        "custom ones; default: 8)",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress lines, only the final report"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo for parsed arguments: progress on stderr, the report on stdout, one
+    line and exit status 1 on failure (the pipelines it made are deleted first)."""
+
+    def say(text: str) -> None:
+        if not args.quiet:
+            print(f"demo: {text}", file=sys.stderr, flush=True)
+
+    try:
+        report = asyncio.run(
+            demo(
+                base_url=args.base_url,
+                token=args.token,
+                pipelines=args.pipelines,
+                statuses=args.statuses,
+                say=say,
+            )
+        )
+    except (AmoError, OSError, DemoError) as e:
+        print(f"amo-pipelines demo: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("amo-pipelines demo: interrupted", file=sys.stderr)
+        return 130
+    return 1 if report.responses.get(429, 0) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="amo-pipelines demo", description=__doc__)
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    report = asyncio.run(
-        demo(
-            base_url=args.base_url,
-            token=args.token,
-            pipelines=args.pipelines,
-            statuses=args.statuses,
-        )
-    )
-    return 1 if report.responses.get(429, 0) else 0
+    return run(parser.parse_args(argv))

@@ -101,8 +101,8 @@ class Plan:
         seconds = self.writes / RATE
         return (
             f"Plan for {self.host}: {c['+']} to create, {c['~']} to change, {c['-']} to delete"
-            f"; {self.writes} write request{'s' if self.writes != 1 else ''}, about {seconds:.1f} s at {RATE}/s"
-            + (f"; {c['!']} warnings" if c["!"] else "")
+            f"; {self.writes} write request{'s' if self.writes != 1 else ''}, "
+            f"about {seconds:.1f} s at {RATE}/s" + (f"; {c['!']} warnings" if c["!"] else "")
         )
 
     def render(self) -> str:

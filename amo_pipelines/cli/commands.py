@@ -1,0 +1,191 @@
+"""The ``export``, ``plan``, ``apply`` and ``copy`` commands over :mod:`amo_pipelines.funnels`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..funnels import (
+    ApplyError,
+    CopyTarget,
+    Plan,
+    SavedPlan,
+    apply,
+    copy_funnels,
+    dumps_spec,
+    export,
+    load_source,
+    load_spec,
+    make_plan,
+    save_plan,
+)
+from ..funnels.export import account_host
+from ..funnels.lock import LocalApplyLock
+from ..funnels.saved import plan_to_data
+from .accounts import Account, UsageError, account_from_args, load_targets, open_account
+from .output import Reporter, confirm
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+
+def _label(args: argparse.Namespace) -> Account:
+    return account_from_args(args.base_url, args.token_file)
+
+
+def _write(text: str, path: str | None) -> None:
+    if path is None or path == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        Path(path).write_text(text, encoding="utf-8")
+
+
+async def cmd_export(args: argparse.Namespace) -> int:
+    fmt = "json" if args.json else args.format
+    with Reporter() as report:
+        async with open_account(_label(args)) as amo:
+            progress = report.progress(account_host(amo))
+            progress.note("reading pipelines, statuses and descriptions")
+            spec = await export(amo, progress=progress)
+    text = dumps_spec(spec, fmt)
+    if fmt == "yaml" and spec.source is not None:
+        header = (
+            f"# amo-pipelines export of {spec.source.host} (account {spec.source.account_id}) "
+            f"at {spec.source.exported_at}\n"
+        )
+        text = header + text
+    _write(text, args.output)
+    count = sum(len(p.statuses) for p in spec.pipelines)
+    report.say(f"exported {len(spec.pipelines)} pipelines, {count} statuses")
+    return EXIT_OK
+
+
+def _plan_json(plan: Plan) -> dict[str, Any]:
+    data = plan_to_data(plan)
+    data.pop("spec")
+    data["warnings"] = plan.warnings
+    return data
+
+
+async def cmd_plan(args: argparse.Namespace) -> int:
+    spec = load_spec(args.file)
+    with Reporter(quiet=args.json) as report:
+        async with open_account(_label(args)) as amo:
+            plan = await make_plan(
+                amo, spec, prune=args.prune, progress=report.progress(account_host(amo))
+            )
+    if args.out:
+        save_plan(plan, args.out)
+    if args.json:
+        _write(json.dumps(_plan_json(plan), ensure_ascii=False, indent=2) + "\n", None)
+    else:
+        report.say(plan.render())
+        if args.out:
+            report.say(f"plan saved to {args.out}; apply it with: amo-pipelines apply {args.out}")
+    if args.detailed_exitcode and plan.has_changes:
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+async def cmd_apply(args: argparse.Namespace) -> int:
+    source = load_source(args.file)
+    if isinstance(source, SavedPlan) and args.prune and not source.prune:
+        raise UsageError("--prune can not be added to a saved plan: make the plan with --prune")
+    declined = False
+    with Reporter(quiet=args.json) as report:
+
+        def ask(plan: Plan) -> bool:
+            nonlocal declined
+            if not args.json:
+                report.say(plan.render())
+            if plan.prune and any(s.statuses.deletes for s in plan.steps):
+                report.say("warning: leads of a deleted status move to its pipeline's first stage")
+            if args.yes:
+                return True
+            if confirm(f"Apply these changes to {plan.host}?"):
+                return True
+            declined = True
+            return False
+
+        async with open_account(_label(args)) as amo:
+            lock = LocalApplyLock(timeout=args.lock_timeout)
+            try:
+                result = await apply(
+                    amo,
+                    source,
+                    prune=args.prune,
+                    confirm=ask,
+                    lock=lock,
+                    progress=report.progress(account_host(amo)),
+                )
+            except ApplyError as e:
+                for failure in e.failures:
+                    report.say(f"failed: {failure}")
+                raise
+        if declined:
+            report.say(
+                "not applied: confirm on a terminal or pass --yes"
+                if not sys.stdin.isatty()
+                else "not applied"
+            )
+            return EXIT_ERROR
+        plan = result.plan
+        if not args.json:
+            if plan.has_changes:
+                report.say(f"applied: {plan.writes} write requests to {plan.host}")
+            else:
+                report.say(plan.render())
+    if args.json:
+        data = _plan_json(plan)
+        data["applied"] = result.applied
+        _write(json.dumps(data, ensure_ascii=False, indent=2) + "\n", None)
+    return EXIT_OK
+
+
+async def cmd_copy(args: argparse.Namespace) -> int:
+    targets = [Account(t) for t in args.to or []]
+    if args.to_file:
+        targets += load_targets(args.to_file)
+    if not targets:
+        raise UsageError("give at least one --to ACCOUNT or --to-file FILE")
+    source = (
+        Account(args.source, token_file=args.token_file) if args.source else Account("emulator")
+    )
+    if not args.yes and not confirm(
+        f"Copy the funnels of {source.spec} to {len(targets)} accounts "
+        f"({'deleting' if args.prune else 'keeping'} what the source lacks)?"
+    ):
+        print("not copied: confirm on a terminal or pass --yes", file=sys.stderr)
+        return EXIT_ERROR
+    with Reporter(quiet=args.json) as report:
+        async with contextlib.AsyncExitStack() as stack:
+            src = await stack.enter_async_context(open_account(source))
+            clients = [await stack.enter_async_context(open_account(t)) for t in targets]
+            result = await copy_funnels(
+                src,
+                [CopyTarget(c) for c in clients],
+                prune=args.prune,
+                lock=LocalApplyLock(timeout=args.lock_timeout),
+                progress=report.progress,
+            )
+        id_map = result.id_map()
+        _write(json.dumps(id_map, ensure_ascii=False, indent=2) + "\n", args.id_map)
+        lines = []
+        for t in result.targets:
+            state = f"failed: {t.error}" if t.error else f"{t.writes} write requests"
+            lines.append({"target": t.target, "writes": t.writes, "error": str(t.error or "")})
+            if not args.json:
+                report.say(f"{t.target}: {state}")
+        if not args.json:
+            report.say(f"id map written to {args.id_map}")
+    if args.json:
+        summary = {"targets": lines, "id_map": id_map, "id_map_file": args.id_map}
+        _write(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", None)
+    return EXIT_ERROR if result.failed else EXIT_OK
+
+
+__all__ = ["cmd_apply", "cmd_copy", "cmd_export", "cmd_plan"]
