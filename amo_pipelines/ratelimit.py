@@ -65,9 +65,15 @@ How it works, and why:
   no success reports: 429s are the only signal, and the server is the judge.
 * **Injected clock.** All time reads and sleeps go through a :class:`~amo_pipelines.clock.Clock`;
   tests use :class:`~amo_pipelines.clock.FakeClock` and run in virtual time.
-* **One limiter per event loop.** Its futures and tasks belong to one loop.
-  :func:`shared_limiter` returns one limiter per running loop, weakly keyed by the loop, so
-  all clients of one process (and loop) share the budget of each account by default.
+* **One limiter per event loop, one budget per machine.** A limiter's futures and tasks
+  belong to one loop: :func:`shared_limiter` returns one per running loop. The windows
+  live in its store, and the default store on the system clock is machine-wide
+  (:class:`~amo_pipelines.stores.FileWindowStore`): every process and loop of the machine
+  shares each account's windows, its 429 pause and penalty, and its block. With a shared
+  store (:class:`~amo_pipelines.windows.SharedWindowStore`) the pause, penalty and block
+  are recorded in the store (:meth:`RateLimiter.note_429`, :meth:`RateLimiter.note_block`)
+  and applied by it at each grant; a limiter on another clock (a ``FakeClock``) gets an
+  :class:`InMemoryWindowStore`, since other processes can not share virtual time.
 
 Libraries considered (none fits, so this module is written here):
 
@@ -100,13 +106,24 @@ from types import TracebackType
 
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import AmoError, InvalidInputError
-from .windows import Admission, Denied, Granted, InMemoryWindowStore, Window, WindowStore
+from .windows import (
+    Admission,
+    Blocked,
+    Denied,
+    Granted,
+    InMemoryWindowStore,
+    PenaltyRule,
+    SharedWindowStore,
+    Window,
+    WindowStore,
+)
 
 __all__ = [
     "DEFAULT_ACCOUNT_LIMIT",
     "DEFAULT_INTEGRATION_LIMIT",
     "DEFAULT_MARGIN",
     "DEFAULT_MAX_IN_FLIGHT",
+    "AccountBlockedElsewhereError",
     "AccountStats",
     "Admission",
     "Denied",
@@ -155,7 +172,20 @@ _MIN_FACTOR = 1 / 64
 
 
 class RateLimitStoreError(AmoError, RuntimeError):
-    """The window store failed while this request was queued (``__cause__`` says how)."""
+    """The window store failed (unreachable Redis, unwritable folder) before this request
+    got its grant: the request was not sent (``__cause__`` says what failed). The limiter
+    never falls back to an unshared budget, which could overrun the account."""
+
+
+class AccountBlockedElsewhereError(AmoError):
+    """The shared store says the account is blocked: a client, maybe in another process,
+    got the block. Nothing was sent. The throttle turns it into an
+    :class:`~amo_pipelines.errors.AccountBlockedError`."""
+
+    def __init__(self, blocked: Blocked) -> None:
+        self.retry_after = blocked.retry_after
+        self.note = blocked.note
+        super().__init__(f"the account is blocked ({blocked.note}); nothing was sent")
 
 
 @dataclass(frozen=True)
@@ -214,6 +244,14 @@ class _Account:
 
     def has_loop_state(self) -> bool:
         return bool(self.queue or self.refunds or self.in_flight or self.pump)
+
+
+def _store_failed(exc: BaseException) -> RateLimitStoreError:
+    error = RateLimitStoreError(
+        f"the rate limit window store failed ({type(exc).__name__}): the request was not sent"
+    )
+    error.__cause__ = exc
+    return error
 
 
 def _scaled(count: int, factor: float) -> int:
@@ -313,7 +351,19 @@ class RateLimiter:
         self._margin = float(margin)
         self._max_in_flight = max_in_flight
         self._clock = clock
-        self._store: WindowStore = store if store is not None else InMemoryWindowStore()
+        if store is None:
+            # The machine-wide store on the system clock; virtual time can not be shared.
+            if clock is SYSTEM_CLOCK:
+                from .stores.file import default_store
+
+                store = default_store()
+            else:
+                store = InMemoryWindowStore()
+        self._store: WindowStore = store
+        # A store that keeps pauses, penalties and blocks itself (shared by processes).
+        self._shared: SharedWindowStore | None = (
+            store if hasattr(store, "acquire_account") else None  # type: ignore[assignment]
+        )
         self._penalty_factor = penalty_factor
         self._recovery_step = recovery_step
         spans = [
@@ -323,6 +373,9 @@ class RateLimiter:
         ]
         # Penalties are judged per window: the longest one the limiter enforces.
         self._recovery_interval = max(spans, default=1.0 + self._margin)
+        self._rule = PenaltyRule(
+            penalty_factor, recovery_step, self._recovery_interval, _MIN_FACTOR
+        )
         self._accounts: dict[str, _Account] = {}
         self._sweep_at = 64
         self._seq = itertools.count()
@@ -349,6 +402,11 @@ class RateLimiter:
     @property
     def clock(self) -> Clock:
         return self._clock
+
+    @property
+    def store(self) -> WindowStore:
+        """Where the windows live (and, for a shared store, pauses and blocks)."""
+        return self._store
 
     @property
     def active_accounts(self) -> int:
@@ -395,6 +453,36 @@ class RateLimiter:
         acct.factor = max(_MIN_FACTOR, factor * self._penalty_factor)
         acct.factor_since = acct.penalized_at = now
         logger.info("rate limiter: slowing account %s to %.0f%%", account, acct.factor * 100)
+
+    async def note_429(self, account: str, seconds: float) -> None:
+        """The server answered 429: :meth:`pause` and :meth:`penalize` ``account``, in the
+        shared store too when there is one, so every process sharing it slows down.
+
+        A store failure is logged, not raised: the 429 itself is the caller's answer.
+        """
+        self.pause(account, seconds)
+        if self._shared is None:
+            self.penalize(account)
+            return
+        try:
+            await self._shared.note_429(account, max(0.0, seconds), self._rule)
+        except Exception as exc:
+            logger.warning("rate limiter: window store failed (%s)", type(exc).__name__)
+
+    async def note_block(self, account: str, cooldown: float | None, note: str) -> None:
+        """Record in a shared store that ``account`` is blocked, so that every process
+        sharing it stops sending (``note`` says what was seen; never put a token in it)."""
+        if self._shared is not None:
+            try:
+                await self._shared.note_block(account, cooldown, note)
+            except Exception as exc:
+                logger.warning("rate limiter: window store failed (%s)", type(exc).__name__)
+
+    async def clear_block(self, account: str) -> None:
+        """Forget a block recorded in the shared store (call it with
+        ``CircuitBreaker.reset`` once support has lifted the block)."""
+        if self._shared is not None:
+            await self._shared.clear_block(account)
 
     def report_success(self, account: str) -> None:
         """Note a request that the server accepted. Recovery from :meth:`penalize` is
@@ -485,10 +573,17 @@ class RateLimiter:
         acct.in_flight += 1  # reserved across the store call
         try:
             windows = self._windows(acct, integration, now)
-            admission = await self._store.acquire(windows, now) if windows else _UNCOUNTED
-        except BaseException:
+            if not windows:
+                admission: Admission = _UNCOUNTED
+            elif self._shared is None:
+                admission = await self._store.acquire(windows, now)
+            else:
+                admission = await self._ask_shared(acct, windows)
+        except BaseException as exc:
             acct.in_flight -= 1
             self._forget_if_idle(acct)
+            if isinstance(exc, Exception) and not isinstance(exc, AmoError):
+                raise _store_failed(exc) from exc
             raise
         if isinstance(admission, Granted):
             return admission
@@ -556,6 +651,9 @@ class RateLimiter:
             acct.refunds.clear()
             self._fail_waiters(acct, None)
             raise
+        except AccountBlockedElsewhereError as exc:
+            acct.refunds.clear()
+            self._fail_waiters(acct, exc, wrap=False)
         except Exception as exc:
             logger.warning("rate limiter: window store failed (%s)", type(exc).__name__)
             acct.refunds.clear()
@@ -582,7 +680,12 @@ class RateLimiter:
             windows = self._windows(acct, waiter.integration, now)
             acct.in_flight += 1
             try:
-                admission = await self._store.acquire(windows, now) if windows else _UNCOUNTED
+                if not windows:
+                    admission: Admission = _UNCOUNTED
+                elif self._shared is None:
+                    admission = await self._store.acquire(windows, now)
+                else:
+                    admission = await self._ask_shared(acct, windows)
             except BaseException:
                 acct.in_flight -= 1
                 raise
@@ -626,14 +729,19 @@ class RateLimiter:
             if exc is None:
                 waiter.future.cancel()
             elif wrap:
-                error = RateLimitStoreError("the rate limit window store failed")
-                error.__cause__ = exc
-                waiter.future.set_exception(error)
+                waiter.future.set_exception(_store_failed(exc))
             else:
                 waiter.future.set_exception(exc)
         return len(waiters)
 
     # ------------------------------------------------------------------ helpers
+
+    async def _ask_shared(self, acct: _Account, windows: tuple[Window, ...]) -> Admission:
+        assert self._shared is not None
+        admission = await self._shared.acquire_account(acct.name, windows, self._rule)
+        if isinstance(admission, Blocked):
+            raise AccountBlockedElsewhereError(admission)
+        return admission
 
     async def _refund(self, grant: Granted) -> None:
         if grant.windows:

@@ -17,6 +17,12 @@ transport that certainly did not send it (:class:`RequestNotSentError`), gives t
 back: the grant leaves the rate windows and the in-flight place is freed, so the next
 waiter of the account (of any client) gets them at once.
 
+With a store shared between processes (the machine-wide default, or Redis), the pause,
+the penalty and the block go to the store too (:meth:`RateLimiter.note_429`,
+:meth:`RateLimiter.note_block`), and a block seen by another process reaches this one at
+its next grant: the breaker opens here as well and the request fails, unsent, with
+:class:`AccountBlockedError`.
+
 Default limiter and breaker: on the system clock, the ones shared by every client of the
 running event loop (:func:`~amo_pipelines.ratelimit.shared_limiter`,
 :func:`~amo_pipelines.circuit.shared_breaker`). A client on another clock (a
@@ -33,9 +39,15 @@ from collections.abc import Callable
 
 from .circuit import CircuitBreaker, shared_breaker
 from .clock import SYSTEM_CLOCK, Clock
-from .errors import ApiError, RateLimitedError, RequestNotSentError, error_from_response
+from .errors import (
+    AccountBlockedError,
+    ApiError,
+    RateLimitedError,
+    RequestNotSentError,
+    error_from_response,
+)
 from .policies import CloseGate, Handler
-from .ratelimit import RateLimiter, shared_limiter
+from .ratelimit import AccountBlockedElsewhereError, RateLimiter, shared_limiter
 from .transport.base import Request, Response
 
 
@@ -134,6 +146,9 @@ class ThrottlePolicy:
             held, grant = await limiter._acquire(self.account, self._integration, gate)
         except _CircuitOpened:
             raise breaker.refusal(self.account, request) from None
+        except AccountBlockedElsewhereError as exc:
+            breaker.open(self.account, _peer_block(exc, request))
+            raise breaker.refusal(self.account, request) from None
         except _ClientClosing:
             raise CloseGate.refusal(request) from None
         try:
@@ -167,15 +182,26 @@ class ThrottlePolicy:
             error = error_from_response(request, response)
             assert isinstance(error, RateLimitedError)
             pause = error.retry_after if error.retry_after is not None else self.default_pause
-            limiter.pause(self.account, min(self.max_pause, pause))
-            limiter.penalize(self.account)
             breaker.record_429(self.account)
+            await limiter.note_429(self.account, min(self.max_pause, pause))
         elif response.status == 403:
             error = error_from_response(request, response)
             if breaker.is_block(self.account, error):
                 self._open(error)
+                note = f"{error.status} {error.title!r} to {error.method} {error.path}"
+                await limiter.note_block(self.account, breaker.cooldown, note)
         return response
 
     def _open(self, cause: ApiError) -> None:
         self.breaker.open(self.account, cause)
         self.limiter.abort_waiters(self.account, _CircuitOpened())
+
+
+def _peer_block(exc: AccountBlockedElsewhereError, request: Request) -> AccountBlockedError:
+    """The cause the breaker shows for a block another process saw (``note`` says what)."""
+    return AccountBlockedError(
+        status=403,
+        method=request.method,
+        path=request.url.path,
+        title=f"blocked, as a client sharing the budget saw ({exc.note})",
+    )

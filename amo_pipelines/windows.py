@@ -6,6 +6,14 @@ in every window it was asked about from :meth:`WindowStore.acquire` until its an
 (:meth:`WindowStore.complete`), and for the window's span after that. The protocol is
 async so that a store shared across processes (Redis: one sorted set per key, ``acquire``
 in one Lua script) can replace :class:`InMemoryWindowStore` without touching the limiter.
+
+A store shared between processes must also share what the server told one of them about
+the account: a 429 pause and its penalty, and a block. :class:`SharedWindowStore` adds
+that: its :meth:`~SharedWindowStore.acquire_account` applies the account's pause,
+penalty and block in the same atomic step as the windows, so a peer's 429 stops this
+process before its next grant, at no extra round trip. Implementations:
+:class:`~amo_pipelines.stores.FileWindowStore` (one machine, the default) and
+:class:`~amo_pipelines.redis.RedisWindowStore` (several machines).
 """
 
 from __future__ import annotations
@@ -16,7 +24,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeAlias
 
-__all__ = ["Admission", "Denied", "Granted", "InMemoryWindowStore", "Window", "WindowStore"]
+__all__ = [
+    "Admission",
+    "Blocked",
+    "Denied",
+    "Granted",
+    "InMemoryWindowStore",
+    "PenaltyRule",
+    "SharedAdmission",
+    "SharedWindowStore",
+    "Window",
+    "WindowStore",
+]
 
 
 @dataclass(frozen=True)
@@ -55,6 +74,36 @@ class Denied:
 Admission: TypeAlias = Granted | Denied
 
 
+@dataclass(frozen=True)
+class Blocked:
+    """A shared store says the account is blocked (another process saw the block).
+
+    ``retry_after``: seconds until the block's cooldown ends (``None``: until cleared).
+    ``note``: what was seen (status, title, method and path; never a token).
+    """
+
+    retry_after: float | None
+    note: str
+
+
+SharedAdmission: TypeAlias = Granted | Denied | Blocked
+
+
+@dataclass(frozen=True)
+class PenaltyRule:
+    """How a 429 slows an account down, for stores that keep the penalty themselves.
+
+    The counts of every window are scaled by the account's factor (floor 1): a 429 more than
+    ``interval`` seconds after the previous penalty multiplies it by ``factor``
+    (at least ``minimum``), and every ``interval`` without one gives back ``step``.
+    """
+
+    factor: float
+    step: float
+    interval: float
+    minimum: float
+
+
 class WindowStore(Protocol):
     """Where the grant times live; async so that a store shared across processes fits.
 
@@ -79,6 +128,35 @@ class WindowStore(Protocol):
     async def refund(self, grant: Granted) -> None:
         """Forget a grant that was never used (its request was not sent)."""
         ...
+
+
+class SharedWindowStore(WindowStore, Protocol):
+    """A :class:`WindowStore` shared by processes, which also keeps the account's state.
+
+    Times are the store's own (a clock common to every process that uses it), so only
+    durations cross this interface. The limiter does not scale the window counts itself
+    for such a store: ``acquire_account`` applies the account's penalty factor, refuses
+    while the account is paused (:class:`Denied`) or blocked (:class:`Blocked`), and
+    otherwise acts as :meth:`WindowStore.acquire` in one atomic step. A grant's place is
+    held until :meth:`WindowStore.complete` or ``lease`` seconds without renewal (the
+    process died), then for the window's span.
+    """
+
+    lease: float
+
+    async def acquire_account(
+        self, account: str, windows: Sequence[Window], rule: PenaltyRule
+    ) -> SharedAdmission: ...
+
+    async def note_429(self, account: str, pause: float, rule: PenaltyRule) -> None:
+        """Pause ``account`` for ``pause`` seconds (never shortening one) and penalise it."""
+        ...
+
+    async def note_block(self, account: str, cooldown: float | None, note: str) -> None:
+        """Record that ``account`` is blocked for ``cooldown`` seconds (None: until cleared)."""
+        ...
+
+    async def clear_block(self, account: str) -> None: ...
 
 
 @dataclass

@@ -53,3 +53,14 @@ async def amo(
 ) -> AsyncIterator[AmoClient]:
     async with make_client(subdomain="example", transport=transport) as client:
         yield client
+
+
+@pytest.fixture(autouse=True)
+def _private_budget(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test gets its own machine-wide window store folder (the default store of a
+    system-clock limiter), inherited by the subprocesses it starts: a 429 pause or a block
+    left by one test (the mock accounts share names) must not reach the next one, nor a
+    test run reach another one running on the same machine."""
+    monkeypatch.setenv("AMO_PIPELINES_STATE_DIR", str(tmp_path_factory.mktemp("budget")))

@@ -1,0 +1,258 @@
+"""Redis-backed stores, for a budget and tokens shared by several machines.
+
+Needs the ``redis`` extra (``pip install 'amo-pipelines[redis]'``): redis-py's asyncio
+client, ``redis>=7.2,<9`` (7.2 fixes a deadlock when a task is cancelled while releasing
+the async lock, which :class:`RedisTokenStore` holds around each token refresh). The core
+package never imports this module.
+
+* :class:`RedisWindowStore`: both rate limits of an account checked and recorded in one
+  Lua script on the server's clock (``TIME``), pending grants held until their answer and
+  then for one period, leases renewed by a heartbeat so a killed process frees its places
+  within ``lease`` plus one period, nothing granted for ``lease`` plus one period after the
+  account's keys were lost (restart, flush), and the 429 pause, penalty and block kept
+  there too. Use it as ``RateLimiter(store=RedisWindowStore(redis))``.
+* :class:`RedisTokenStore`: an OAuth token pair saved with compare-and-set, refreshes
+  serialised by a lock whose TTL covers the token request.
+
+When Redis can not be reached, a request fails with
+:class:`~amo_pipelines.ratelimit.RateLimitStoreError` before anything is sent: falling back
+to a budget of this process alone could overrun the account.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import LockError, RedisError
+
+from .errors import InvalidInputError, TokenStoreError
+from .stores import redis_lua
+from .stores._lease import DEFAULT_LEASE, LeaseKeeper, Renewal, check_lease
+from .tokens import TokenSet
+from .windows import (
+    Admission,
+    Blocked,
+    Denied,
+    Granted,
+    PenaltyRule,
+    SharedAdmission,
+    Window,
+)
+
+__all__ = ["RedisTokenStore", "RedisWindowStore"]
+
+_STATE_TTL = 7 * 24 * 3600.0  # seconds an idle account's pause, penalty and fence live
+
+
+def _tag(account: str) -> str:
+    # The hash tag: every key of one account lands in one cluster slot ({...} is the tag).
+    return "{" + account.replace("{", "(").replace("}", ")") + "}"
+
+
+class RedisWindowStore:
+    """A :class:`~amo_pipelines.windows.SharedWindowStore` in Redis (see the module).
+
+    ``redis``: a ``redis.asyncio.Redis`` (or ``RedisCluster``) client of the event loop
+    that uses the limiter. ``prefix`` starts every key. ``lease``: seconds a pending grant
+    holds its place without renewal. Every key carries a TTL.
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis | Any,
+        *,
+        prefix: str = "amo_pipelines",
+        lease: float = DEFAULT_LEASE,
+    ) -> None:
+        if not prefix or "{" in prefix or "}" in prefix:
+            raise InvalidInputError("must be non-empty, without braces", field="prefix")
+        self.redis = redis
+        self.prefix = prefix
+        self.lease = check_lease(lease)
+        self._acquire = redis.register_script(redis_lua.ACQUIRE)
+        self._settle = redis.register_script(redis_lua.SETTLE)
+        self._note_429 = redis.register_script(redis_lua.NOTE_429)
+        self._block = redis.register_script(redis_lua.BLOCK)
+        self._tag = os.urandom(6).hex()
+        self._seq = 0
+        self._keeper = LeaseKeeper(self.lease, self._renew)
+
+    def __repr__(self) -> str:
+        return f"RedisWindowStore(prefix={self.prefix!r}, lease={self.lease!r})"
+
+    def _key(self, account: str, suffix: str) -> str:
+        return f"{self.prefix}:{_tag(account)}:{suffix}"
+
+    def _window_keys(self, account: str, windows: Sequence[Window]) -> list[str]:
+        return [self._key(account, "w:" + window.key) for window in windows]
+
+    # ------------------------------------------------------------------ WindowStore
+
+    async def acquire(self, windows: Sequence[Window], now: float) -> Admission:
+        """:class:`WindowStore` use without an account: no pause, penalty or block."""
+        admission = await self.acquire_account("", windows, None)
+        if isinstance(admission, Blocked):  # pragma: no cover - never recorded without one
+            return Denied(float("inf"), tuple(range(len(windows))))
+        return admission
+
+    async def acquire_account(
+        self, account: str, windows: Sequence[Window], rule: PenaltyRule | None
+    ) -> SharedAdmission:
+        self._seq += 1
+        receipt = f"{self._tag}.{self._seq}"
+        args: list[Any] = [
+            receipt,
+            self.lease * 1000,
+            1.0 if rule is None else rule.step,
+            1000.0 if rule is None else rule.interval * 1000,
+            _STATE_TTL * 1000,
+        ]
+        for window in windows:
+            args += [window.limit, window.span * 1000]
+        keys = [
+            self._key(account, "s"),
+            self._key(account, "e"),
+            *self._window_keys(account, windows),
+        ]
+        reply = [_text(part) for part in await self._acquire(keys=keys, args=args)]
+        if reply[0] == "G":
+            self._keeper.add(receipt, account, windows)
+            return Granted(at=float(reply[1]) / 1000, windows=tuple(windows), receipt=receipt)
+        if reply[0] == "B":
+            wait = float(reply[1])
+            return Blocked(None if wait < 0 else wait / 1000, reply[2])
+        blocking = tuple(int(i) for i in reply[2:]) or tuple(range(len(windows)))
+        return Denied(float(reply[1]) / 1000, blocking)
+
+    async def complete(self, grant: Granted, at: float) -> None:
+        entry = self._keeper.pop(grant.receipt)
+        if entry is not None:
+            await self._run_settle(entry[0], entry[1], grant.receipt, "done")
+
+    async def refund(self, grant: Granted) -> None:
+        entry = self._keeper.pop(grant.receipt)
+        if entry is not None:
+            keys = self._window_keys(entry[0], entry[1])
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.zrem(key, grant.receipt)
+                await pipe.execute()
+
+    async def _run_settle(
+        self, account: str, windows: Sequence[Window], receipt: str, mode: str
+    ) -> None:
+        args: list[Any] = [receipt, self.lease * 1000, mode]
+        args += [window.span * 1000 for window in windows]
+        await self._settle(keys=self._window_keys(account, windows), args=args)
+
+    async def _renew(self, items: list[Renewal]) -> None:
+        for account, windows, receipt in items:
+            await self._run_settle(account, windows, receipt, "renew")
+
+    # ------------------------------------------------------------------ account state
+
+    async def note_429(self, account: str, pause: float, rule: PenaltyRule) -> None:
+        args = [pause * 1000, rule.factor, rule.minimum, rule.step, rule.interval * 1000]
+        await self._note_429(keys=[self._key(account, "s")], args=[*args, _STATE_TTL * 1000])
+
+    async def note_block(self, account: str, cooldown: float | None, note: str) -> None:
+        ttl = _STATE_TTL if cooldown is None else max(_STATE_TTL, cooldown + 60)
+        args = [-1 if cooldown is None else cooldown * 1000, note, ttl * 1000]
+        await self._block(keys=[self._key(account, "s")], args=args)
+
+    async def clear_block(self, account: str) -> None:
+        await self.redis.hdel(self._key(account, "s"), "bu", "bn")
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisTokenStore:
+    """One account's OAuth token pair in Redis, for workers on several machines.
+
+    ``save`` is a compare-and-set: it writes only if the stored pair is still the one this
+    store last loaded or saved (or if it has loaded nothing yet, as for a code exchange);
+    otherwise another process saved a newer pair meanwhile and :class:`TokenStoreError`
+    says this one was not saved. ``lock()`` serialises refreshes across processes; its TTL
+    (``lock_ttl``, default 90 s) outlasts the token request (60 s by default), so the lock
+    of a process that died mid-refresh frees itself, but never during a live one.
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis | Any,
+        key: str,
+        *,
+        lock_ttl: float = 90.0,
+        lock_timeout: float = 120.0,
+    ) -> None:
+        if not key:
+            raise InvalidInputError("must be a non-empty string", field="key")
+        self.redis = redis
+        self.key = key
+        self.lock_key = key + ":lock"  # a "{tag}" in key puts both in one cluster slot
+        self._lock_ttl = lock_ttl
+        self._lock_timeout = lock_timeout
+        self._seen: bytes | None = None
+        self._loaded = False
+        self._cas = redis.register_script(
+            "local v = redis.call('GET', KEYS[1])\n"
+            "if ARGV[2] == '1' and (v or '') ~= ARGV[3] then return 0 end\n"
+            "redis.call('SET', KEYS[1], ARGV[1])\nreturn 1"
+        )
+
+    def __repr__(self) -> str:
+        return f"RedisTokenStore(key={self.key!r})"
+
+    async def load(self) -> TokenSet | None:
+        try:
+            value = await self.redis.get(self.key)
+        except RedisError as exc:
+            raise TokenStoreError(f"can not read {self.key} ({type(exc).__name__})") from None
+        raw = value.encode() if isinstance(value, str) else value  # decode_responses=True
+        self._seen, self._loaded = raw, True
+        if raw is None:
+            return None
+        try:
+            return TokenSet.from_dict(json.loads(raw))
+        except (ValueError, TypeError):
+            raise TokenStoreError(f"{self.key} does not hold a token set") from None
+
+    async def save(self, tokens: TokenSet) -> None:
+        raw = json.dumps(tokens.to_dict()).encode()
+        expected = self._seen or b""
+        try:
+            args = [raw, "1" if self._loaded else "0", expected]
+            saved = await self._cas(keys=[self.key], args=args)
+        except RedisError as exc:
+            raise TokenStoreError(f"can not save {self.key} ({type(exc).__name__})") from None
+        if not saved:
+            raise TokenStoreError(
+                f"{self.key} changed since it was loaded: another process saved newer "
+                "tokens; this pair was not saved"
+            )
+        self._seen, self._loaded = raw, True
+
+    @contextlib.asynccontextmanager
+    async def lock(self) -> AsyncIterator[None]:
+        """Hold the refresh lock (see the class docstring)."""
+        lock = self.redis.lock(
+            self.lock_key, timeout=self._lock_ttl, blocking_timeout=self._lock_timeout
+        )
+        try:
+            acquired = await lock.acquire()
+        except RedisError as exc:
+            raise TokenStoreError(f"can not lock {self.lock_key} ({type(exc).__name__})") from None
+        if not acquired:
+            raise TokenStoreError(f"waited {self._lock_timeout:g}s for {self.lock_key}")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(LockError, RedisError):
+                await lock.release()

@@ -1,0 +1,95 @@
+"""What the shared stores have in common: the account-state arithmetic and the heartbeat.
+
+A grant's place in a shared store is held for ``lease`` seconds at a time, and renewed
+every ``lease / 3`` while this process waits for the answer; a process that dies
+(``kill -9``) stops renewing, so its places fall free within ``lease`` plus the window's
+span, and no peer waits forever for an answer that will never come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable, Sequence
+
+from ..errors import InvalidInputError
+from ..windows import PenaltyRule, Window
+
+logger = logging.getLogger("amo_pipelines.ratelimit")
+
+DEFAULT_LEASE = 15.0
+"""Seconds a pending grant holds its place without renewal. Short enough that a killed
+process frees its places soon; renewals make it any request's length while alive."""
+
+
+Renewal = tuple[str, tuple[Window, ...], str]
+"""(account, windows, receipt) of one pending grant."""
+
+
+def check_lease(lease: object) -> float:
+    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not lease >= 0.3:
+        raise InvalidInputError("must be a number of seconds >= 0.3", field="lease")
+    if not math.isfinite(lease):
+        raise InvalidInputError("must be finite", field="lease")
+    return float(lease)
+
+
+def recovered(factor: float, since: float, now: float, rule: PenaltyRule) -> tuple[float, float]:
+    """The penalty factor at ``now`` after the recovery steps due since ``since``."""
+    if factor < 1.0:
+        # (+1e-9: a step that is due now must not be lost to float rounding)
+        steps = math.floor((now - since) / rule.interval + 1e-9)
+        if steps > 0:
+            factor = min(1.0, round(factor + steps * rule.step, 9))
+            since += steps * rule.interval
+    return factor, since
+
+
+def scaled(count: int, factor: float) -> int:
+    return max(1, math.floor(count * factor + 1e-9))
+
+
+class LeaseKeeper:
+    """This process's pending grants, and the task that renews their leases.
+
+    ``renew`` is called with ``(account, windows, receipt)`` triples; a failure is logged
+    and retried at the next beat (the places stay held meanwhile for up to the lease).
+    """
+
+    def __init__(self, lease: float, renew: Callable[[list[Renewal]], Awaitable[None]]) -> None:
+        self.lease = lease
+        self.renew = renew
+        self.pending: dict[str, tuple[str, tuple[Window, ...]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, receipt: str, account: str, windows: Sequence[Window]) -> None:
+        self.pending[receipt] = (account, tuple(windows))
+        task = self._task
+        if task is None or task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._beat(), name="amo_pipelines lease heartbeat"
+            )
+
+    def pop(self, receipt: str) -> tuple[str, tuple[Window, ...]] | None:
+        entry = self.pending.pop(receipt, None)
+        if not self.pending and self._task is not None:
+            # Nothing left to renew: stop now rather than leave a sleeping task behind
+            # (an event loop closing with it pending would complain).
+            task, self._task = self._task, None
+            if task is not asyncio.current_task():
+                task.cancel()
+        return entry
+
+    async def _beat(self) -> None:
+        while self.pending:
+            await asyncio.sleep(self.lease / 3)
+            items = [(acct, wins, receipt) for receipt, (acct, wins) in self.pending.items()]
+            if not items:
+                break
+            try:
+                await self.renew(items)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("rate limiter: could not renew leases (%s)", type(exc).__name__)
