@@ -107,15 +107,7 @@ async def execute(amo: AmoClient, plan: Plan, *, progress: Progress = NO_PROGRES
     failures: list[str] = []
     progress.expect(plan.writes)
 
-    async def step(what: str, call: Awaitable[Any], requests: int = 1) -> Any:
-        try:
-            return await call
-        except AmoError as e:
-            failures.append(_explain(what, e))
-            return None
-        finally:
-            progress.advance(requests)
-
+    step = _stepper(failures, progress)
     chains = [_pipelines_chain(amo, plan, result, step)]
     chains += [
         _statuses_chain(amo, s.live.id, s, result, step)
@@ -129,6 +121,22 @@ async def execute(amo: AmoClient, plan: Plan, *, progress: Progress = NO_PROGRES
 
 
 Step = Callable[..., Awaitable[Any]]
+
+
+def _stepper(failures: list[str], progress: Progress) -> Step:
+    """A write that records its failure (instead of raising, so that the other writes go
+    on) and counts as one request done."""
+
+    async def step(what: str, call: Awaitable[Any], requests: int = 1) -> Any:
+        try:
+            return await call
+        except AmoError as e:
+            failures.append(_explain(what, e))
+            return None
+        finally:
+            progress.advance(requests)
+
+    return step
 
 
 async def _pipelines_chain(amo: AmoClient, plan: Plan, result: ApplyResult, step: Step) -> None:

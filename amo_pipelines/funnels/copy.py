@@ -1,28 +1,46 @@
 """``copy``: one account's funnels to many accounts, concurrently, each at its own budget.
 
-The source is exported once; every target then gets :func:`~amo_pipelines.funnels.apply`
-of that export, all targets at the same time (each client's rate limiter paces its own
-account). The id map says, per target, which target pipeline and status stands for each
-source id (142 and 143 map to themselves), for moving leads afterwards. Copying again
-converges: the targets already match, so nothing is written.
+The source is read once: its pipeline listing, then each pipeline's statuses with
+descriptions. Every target starts as soon as the listing is there: it lists its own
+pipelines, creates the missing pipelines (without their statuses) in one POST, and then
+handles each pipeline's statuses as soon as the source's read of that pipeline arrives,
+so the source's reads and the targets' writes overlap instead of following each other.
+Each target is planned and written like :func:`~amo_pipelines.funnels.apply` (same
+matching by name, same fewest requests, same lock), one pipeline at a time.
+
+The id map says, per target, which target pipeline and status stands for each source id
+(142 and 143 map to themselves), for moving leads afterwards. Copying again converges: the
+targets already match, so nothing is written.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import attrs
 from attrs import define, field, frozen
 
 from ..client import AmoClient
 from ..constants import LOST_STATUS_ID, WON_STATUS_ID
 from ..errors import AmoError
-from .apply import ApplyError, ApplyResult, apply
-from .export import account_host, export
+from ..models import Pipeline, Status
+from ._pipeline import StatusSteps, plan_statuses
+from .apply import ApplyError, _pipelines_chain, _result, _statuses_chain, _stepper
+from .export import (
+    Snapshot,
+    account_host,
+    keep_hidden_incoming,
+    snapshot_to_spec,
+    sorted_statuses,
+    status_spec,
+)
 from .lock import DEFAULT_LOCK, ApplyLock
+from .plan import Line, PipelineStep, plan_against
 from .progress import NO_PROGRESS, Progress
-from .spec import FunnelsSpec
+from .spec import FunnelsSpec, PipelineSpec
 
 
 @frozen
@@ -40,12 +58,12 @@ class CopyTarget:
 @define
 class TargetOutcome:
     target: str
-    result: ApplyResult | None = None
+    writes: int = 0
+    pipeline_ids: dict[int, int] = field(factory=dict)
+    status_ids: dict[tuple[int, int], int] = field(factory=dict)
+    lines: list[Line] = field(factory=list)
+    """The plan's lines (creates, changes, deletes, warnings) as they were made."""
     error: AmoError | None = None
-
-    @property
-    def writes(self) -> int:
-        return self.result.plan.writes if self.result is not None else 0
 
     def id_map(self, spec: FunnelsSpec) -> dict[str, dict[str, int]]:
         pipelines: dict[str, int] = {}
@@ -53,13 +71,11 @@ class TargetOutcome:
             str(WON_STATUS_ID): WON_STATUS_ID,
             str(LOST_STATUS_ID): LOST_STATUS_ID,
         }
-        if self.result is None:
-            return {"pipelines": pipelines, "statuses": statuses}
-        for i, target_id in self.result.pipeline_ids.items():
+        for i, target_id in self.pipeline_ids.items():
             source_id = spec.pipelines[i].id
             if source_id is not None:
                 pipelines[str(source_id)] = target_id
-        for (i, j), target_id in self.result.status_ids.items():
+        for (i, j), target_id in self.status_ids.items():
             status = spec.pipelines[i].statuses[j]
             if status.id is not None and status.role not in ("won", "lost"):
                 statuses[str(status.id)] = target_id
@@ -69,6 +85,7 @@ class TargetOutcome:
 @define
 class CopyResult:
     spec: FunnelsSpec
+    """The source as exported (with descriptions)."""
     targets: list[TargetOutcome] = field(factory=list)
 
     @property
@@ -93,23 +110,125 @@ async def copy_funnels(
     lock: ApplyLock = DEFAULT_LOCK,
     progress: Callable[[str], Progress] = lambda name: NO_PROGRESS,
 ) -> CopyResult:
-    """Export ``source`` once and apply it to every target concurrently. A target that fails
-    does not stop the others: its :class:`TargetOutcome` carries the error."""
-    spec = await export(source, progress=progress(account_host(source)))
-    result = CopyResult(spec=spec)
+    """Copy ``source``'s funnels to every target concurrently. A target that fails does not
+    stop the others: its :class:`TargetOutcome` carries the error. A failed read of the
+    source raises (what the targets got so far stays)."""
+    started = dt.datetime.now(dt.timezone.utc)
+    watch = progress(account_host(source))
+    watch.expect(1)
+    listing = await source.pipelines.list()
+    watch.advance()
+    watch.expect(len(listing))
+    reads = {p.id: asyncio.ensure_future(_read(source, p, watch)) for p in listing}
+    listed = Snapshot(host=account_host(source), pipelines=tuple(listing), described={})
+    skeleton = snapshot_to_spec(listed, now=started)
+    try:
+        outcomes = await asyncio.gather(
+            *(_copy_one(t, skeleton, reads, prune, lock, progress(t.name)) for t in targets)
+        )
+    finally:
+        done = await asyncio.gather(*reads.values(), return_exceptions=True)
+    for read in done:
+        if isinstance(read, BaseException):
+            raise read
+    described = {
+        pid: read
+        for pid, read in zip(reads, done, strict=True)
+        if not isinstance(read, BaseException)
+    }
+    spec = snapshot_to_spec(
+        Snapshot(host=listed.host, pipelines=listed.pipelines, described=described),
+        now=started,
+    )
+    return CopyResult(spec=spec, targets=list(outcomes))
 
-    async def one(target: CopyTarget) -> TargetOutcome:
-        outcome = TargetOutcome(target.name)
-        try:
-            outcome.result = await apply(
-                target.client, spec, prune=prune, lock=lock, progress=progress(target.name)
-            )
-        except ApplyError as e:
-            outcome.result = e.result
-            outcome.error = e
-        except AmoError as e:
-            outcome.error = e
-        return outcome
 
-    result.targets = list(await asyncio.gather(*(one(t) for t in targets)))
-    return result
+async def _read(amo: AmoClient, pipeline: Pipeline, watch: Progress) -> tuple[Status, ...]:
+    statuses = await amo.statuses.list(pipeline.id, with_descriptions=True)
+    watch.advance()
+    return keep_hidden_incoming(pipeline, statuses)
+
+
+async def _copy_one(
+    target: CopyTarget,
+    skeleton: FunnelsSpec,
+    reads: Mapping[int, asyncio.Future[tuple[Status, ...]]],
+    prune: bool,
+    lock: ApplyLock,
+    watch: Progress,
+) -> TargetOutcome:
+    outcome = TargetOutcome(target.name)
+    amo = target.client
+    try:
+        async with lock.hold(account_host(amo)):
+            await _fill(amo, outcome, skeleton, reads, prune, watch)
+    except AmoError as e:
+        outcome.error = e
+    return outcome
+
+
+async def _fill(
+    amo: AmoClient,
+    outcome: TargetOutcome,
+    skeleton: FunnelsSpec,
+    reads: Mapping[int, asyncio.Future[tuple[Status, ...]]],
+    prune: bool,
+    watch: Progress,
+) -> None:
+    watch.expect(1)
+    listing = await amo.pipelines.list()
+    watch.advance()
+    snapshot = Snapshot(host=account_host(amo), pipelines=tuple(listing), described={})
+    # Pipelines first, without their statuses: those follow as the source's reads arrive.
+    plan = plan_against(skeleton, snapshot, prune=prune, embed=False)
+    for step in plan.steps:
+        step.statuses = StatusSteps()
+    result = _result(plan, applied=True)  # the matched pipelines' ids
+    failures: list[str] = []
+    outcome.lines = plan.lines
+    outcome.writes = plan.writes
+    watch.expect(plan.writes)
+    step_call = _stepper(failures, watch)
+    pipelines = asyncio.ensure_future(_pipelines_chain(amo, plan, result, step_call))
+
+    async def one(i: int, ps: PipelineSpec, step: PipelineStep) -> None:
+        assert ps.id is not None
+        statuses = await reads[ps.id]
+        wanted = attrs.evolve(ps, statuses=tuple(status_spec(s) for s in sorted_statuses(statuses)))
+        live = step.live
+        current: tuple[Status, ...] = live.statuses if live is not None else ()
+        if live is not None and live.custom_statuses:
+            watch.expect(1)
+            current = tuple(await amo.statuses.list(live.id, with_descriptions=True))
+            watch.advance()
+        if live is None:
+            await asyncio.shield(pipelines)
+        pipeline_id = live.id if live is not None else result.pipeline_ids.get(i)
+        if pipeline_id is None:
+            return  # its creation failed (reported)
+        where = f"pipeline {ps.name!r}"
+        steps = plan_statuses(
+            wanted, current, same_account=False, prune=prune, lines=plan.lines, where=where
+        )
+        outcome.writes += steps.writes
+        watch.expect(steps.writes)
+        one_step = PipelineStep(index=i, live=live, statuses=steps)
+        for pos, sid in steps.matched.items():
+            result.status_ids[(i, pos)] = sid
+        await _statuses_chain(amo, pipeline_id, one_step, result, step_call)
+
+    try:
+        await asyncio.gather(
+            *(
+                one(i, ps, step)
+                for i, (ps, step) in enumerate(
+                    zip(skeleton.pipelines, plan.steps[: len(skeleton.pipelines)], strict=True)
+                )
+            ),
+            pipelines,
+        )
+    finally:
+        outcome.pipeline_ids = result.pipeline_ids
+        outcome.status_ids = result.status_ids
+    if failures:
+        raise ApplyError(failures, result)

@@ -62,7 +62,7 @@ async def read_account(
     async def one(pipeline: Pipeline) -> tuple[Status, ...]:
         statuses = await amo.statuses.list(pipeline.id, with_descriptions=True)
         progress.advance()
-        return _keep_hidden_incoming(pipeline, statuses)
+        return keep_hidden_incoming(pipeline, statuses)
 
     read = await asyncio.gather(*(one(p) for p in chosen))
     return Snapshot(
@@ -72,7 +72,7 @@ async def read_account(
     )
 
 
-def _keep_hidden_incoming(pipeline: Pipeline, statuses: list[Status]) -> tuple[Status, ...]:
+def keep_hidden_incoming(pipeline: Pipeline, statuses: list[Status]) -> tuple[Status, ...]:
     # Both listings leave the incoming status out while incoming leads are off; keep what
     # the pipeline listing showed so the two views agree.
     incoming = pipeline.incoming
@@ -102,18 +102,18 @@ def snapshot_to_spec(snapshot: Snapshot, *, now: dt.datetime | None = None) -> F
                 name=p.name,
                 is_main=p.is_main,
                 is_unsorted_on=p.is_unsorted_on,
-                statuses=tuple(_status_spec(s) for s in _ordered(snapshot.statuses(p))),
+                statuses=tuple(status_spec(s) for s in sorted_statuses(snapshot.statuses(p))),
             )
             for p in snapshot.pipelines
         ),
     )
 
 
-def _ordered(statuses: tuple[Status, ...]) -> list[Status]:
+def sorted_statuses(statuses: tuple[Status, ...]) -> list[Status]:
     return sorted(statuses, key=lambda s: (s.sort, s.id))
 
 
-def _status_spec(status: Status) -> StatusSpec:
+def status_spec(status: Status) -> StatusSpec:
     role = status_role(status)
     descriptions = None
     if role is None and status.descriptions:

@@ -158,9 +158,17 @@ async def make_plan(
 
 
 def plan_against(
-    spec: FunnelsSpec, snapshot: Snapshot, *, prune: bool = False, reads: int = 0
+    spec: FunnelsSpec,
+    snapshot: Snapshot,
+    *,
+    prune: bool = False,
+    reads: int = 0,
+    embed: bool = True,
 ) -> Plan:
-    """The plan of ``spec`` against a snapshot already read (pure: sends nothing)."""
+    """The plan of ``spec`` against a snapshot already read (pure: sends nothing).
+
+    ``embed=False`` creates new pipelines without their custom statuses (for a caller that
+    creates those itself, as ``copy`` does while the source is still being read)."""
     matched = match_pipelines(spec, snapshot)
     same = same_account(spec, snapshot)
     lines: list[Line] = []
@@ -177,7 +185,7 @@ def plan_against(
     for i, (ps, live) in enumerate(zip(spec.pipelines, matched, strict=True)):
         where = f"pipeline {ps.name!r}"
         if live is None:
-            step = _new_pipeline(i, ps, sorts[i], lines, where)
+            step = _new_pipeline(i, ps, sorts[i], lines, where, embed=embed)
         else:
             step = _changed_pipeline(i, ps, live, i not in keep, sorts[i], names, lines, where)
             step.statuses = plan_statuses(
@@ -234,10 +242,10 @@ def plan_against(
 
 
 def _new_pipeline(
-    i: int, ps: PipelineSpec, sort: int, lines: list[Line], where: str
+    i: int, ps: PipelineSpec, sort: int, lines: list[Line], where: str, *, embed: bool
 ) -> PipelineStep:
     custom = ps.custom_statuses
-    described = any(s.descriptions for s in custom)
+    described = any(s.descriptions for s in custom) or not embed
     won, lost = ps.by_role("won"), ps.by_role("lost")
     new_statuses = (
         []

@@ -1,0 +1,65 @@
+"""copy_funnels: one source, many targets, converging, with an id map."""
+
+from __future__ import annotations
+
+import contextlib
+
+from funnels_helpers import client, config, fill_source, shape, writes
+
+from amo_pipelines.emulator import Emulator
+from amo_pipelines.funnels import CopyTarget, copy_funnels, export
+
+
+async def test_copy_to_many_accounts_converges_and_maps_every_id() -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        src_emu = await stack.enter_async_context(Emulator(config()))
+        source = await stack.enter_async_context(client(src_emu))
+        await fill_source(source)
+        emus = [
+            await stack.enter_async_context(Emulator(config(seed_account=False))) for _ in range(5)
+        ]
+        clients = [await stack.enter_async_context(client(e)) for e in emus]
+        result = await copy_funnels(source, [CopyTarget(c) for c in clients])
+        assert not result.failed
+        wanted = shape(await export(source))
+        for c, e, outcome in zip(clients, emus, result.targets, strict=True):
+            assert shape(await export(c)) == wanted
+            # 1 POST of the two new pipelines, then 1 statuses POST for each pipeline whose
+            # source has custom statuses (the main one, "Продажи", "Plain").
+            assert [m for m, _ in writes(e)] == ["POST"] * 4
+            assert outcome.writes == 4
+            ids = outcome.id_map(result.spec)
+            # Every status the API shows (an incoming status is hidden while incoming
+            # leads are off, as in "Plain").
+            source_ids = {
+                s.id for p in src_emu.state.pipelines.values() for s in p.shown_statuses()
+            }
+            target_ids = {s.id for p in e.state.pipelines.values() for s in p.shown_statuses()}
+            assert {int(k) for k in ids["statuses"]} == source_ids
+            assert set(ids["statuses"].values()) == target_ids
+            assert ids["statuses"]["142"] == 142 and ids["statuses"]["143"] == 143
+            assert set(ids["pipelines"].values()) == set(e.state.pipelines)
+        before = [len(writes(e)) for e in emus]
+        again = await copy_funnels(source, [CopyTarget(c) for c in clients])
+        assert [t.writes for t in again.targets] == [0] * 5
+        assert [len(writes(e)) for e in emus] == before
+        assert again.id_map()["targets"] == result.id_map()["targets"]
+
+
+async def test_copy_reports_a_failing_target_and_goes_on() -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        src_emu = await stack.enter_async_context(Emulator(config()))
+        source = await stack.enter_async_context(client(src_emu))
+        good = await stack.enter_async_context(Emulator(config(seed_account=False)))
+        bad = await stack.enter_async_context(Emulator(config(seed_account=False)))
+        bad.state.revoke_token(bad.admin_token)
+        targets = [
+            CopyTarget(await stack.enter_async_context(client(good)), "good"),
+            CopyTarget(await stack.enter_async_context(client(bad)), "bad"),
+        ]
+        result = await copy_funnels(source, targets)
+        assert [t.target for t in result.failed] == ["bad"]
+        assert "401" in str(result.failed[0].error) or "Unauthorized" in repr(
+            result.failed[0].error
+        )
+        assert len(writes(good)) == 1
