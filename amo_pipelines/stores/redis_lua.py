@@ -133,8 +133,8 @@ BLOCK = (
     _NOW
     + """
 local cooldown = tonumber(ARGV[1])
-local until = cooldown < 0 and -1 or now + cooldown
-redis.call('HSET', KEYS[1], 'bu', tostring(until), 'bn', ARGV[2])
+local upto = cooldown < 0 and -1 or now + cooldown
+redis.call('HSET', KEYS[1], 'bu', tostring(upto), 'bn', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3])))
 return 1
 """
