@@ -1,0 +1,118 @@
+"""The machine-wide default store: which store a client gets, where it keeps its files,
+and the fallback where it can not."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from amo_pipelines import AmoClient
+from amo_pipelines.clock import FakeClock
+from amo_pipelines.ratelimit import RateLimiter
+from amo_pipelines.stores import FileWindowStore, InMemoryWindowStore, default_directory
+from amo_pipelines.testing import MockTransport, json_response
+from amo_pipelines.transport import Request, Response
+
+TOKEN = "secret-token-abc123"
+
+
+async def test_a_client_on_the_system_clock_shares_the_machine_wide_store() -> None:
+    async with AmoClient(subdomain="example", access_token=TOKEN, transport=MockTransport()) as amo:
+        assert isinstance(amo.rate_limiter.store, FileWindowStore)
+        assert amo.rate_limiter.store.directory == default_directory()
+
+
+async def test_a_client_on_a_virtual_clock_keeps_a_per_loop_store() -> None:
+    clock = FakeClock()
+    async with AmoClient(
+        subdomain="example", access_token=TOKEN, transport=MockTransport(), clock=clock
+    ) as amo:
+        assert isinstance(amo.rate_limiter.store, InMemoryWindowStore)
+        assert amo.rate_limiter.clock is clock
+
+
+def test_the_in_memory_store_keeps_per_loop_behaviour() -> None:
+    """RateLimiter(store=InMemoryWindowStore()) per loop: two loops do not share."""
+    arrivals: list[float] = []
+
+    def handler(request: Request) -> Response:
+        arrivals.append(time.monotonic())
+        return json_response({"id": 1})
+
+    async def seven() -> None:
+        limiter = RateLimiter(store=InMemoryWindowStore())
+        async with AmoClient(
+            subdomain="example",
+            access_token=TOKEN,
+            transport=MockTransport(handler),
+            rate_limiter=limiter,
+        ) as amo:
+            await asyncio.gather(*(amo.request("GET", "/x") for _ in range(7)))
+
+    asyncio.run(seven())
+    asyncio.run(seven())
+    assert arrivals[13] - arrivals[0] < 1.0  # 14 in one second: nothing was shared
+
+
+def test_two_loops_share_the_default_store() -> None:
+    arrivals: list[float] = []
+
+    def handler(request: Request) -> Response:
+        arrivals.append(time.monotonic())
+        return json_response({"id": 1})
+
+    async def seven() -> None:
+        async with AmoClient(
+            subdomain="example", access_token=TOKEN, transport=MockTransport(handler)
+        ) as amo:
+            await asyncio.gather(*(amo.request("GET", "/x") for _ in range(7)))
+
+    asyncio.run(seven())
+    asyncio.run(seven())
+    assert len(arrivals) == 14 and arrivals[7] - arrivals[0] >= 1.0
+
+
+async def test_the_folder_and_files_are_private_and_hold_no_token() -> None:
+    async with AmoClient(
+        subdomain="example",
+        access_token=TOKEN,
+        transport=MockTransport(responses=[json_response({})]),
+    ) as amo:
+        await amo.request("GET", "/x")
+        store = amo.rate_limiter.store
+        assert isinstance(store, FileWindowStore)
+    folder = store.directory
+    assert stat.S_IMODE(folder.stat().st_mode) & 0o077 == 0
+    files = list(folder.iterdir())
+    assert files
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0
+        assert TOKEN not in path.read_text()
+    assert TOKEN not in repr(store)
+
+
+async def test_without_a_private_folder_each_loop_keeps_its_own_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)  # others could write it: not a place for the budget
+    monkeypatch.setenv("AMO_PIPELINES_STATE_DIR", str(shared))
+    with caplog.at_level(logging.WARNING, logger="amo_pipelines.ratelimit"):
+        first = RateLimiter().store
+        second = RateLimiter().store
+    assert isinstance(first, InMemoryWindowStore) and isinstance(second, InMemoryWindowStore)
+    warnings = [r for r in caplog.records if "no machine-wide window store" in r.getMessage()]
+    assert len(warnings) <= 1  # once per process (an earlier test may have had it)
+
+
+def test_an_explicit_folder_is_created_private(tmp_path: Path) -> None:
+    store = FileWindowStore(tmp_path / "a" / "b", lease=1.0)
+    assert stat.S_IMODE((tmp_path / "a" / "b").stat().st_mode) == 0o700
+    store.close()
