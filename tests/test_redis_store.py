@@ -1,0 +1,115 @@
+"""The Redis stores against a real redis-server (see the ``redis_url`` fixture)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+
+pytest.importorskip("redis")  # the test extra installs it; the fixture fails in CI without it
+
+import redis.asyncio as aioredis
+
+from amo_pipelines import AmoClient, TokenSet, TokenStoreError
+from amo_pipelines.ratelimit import RateLimiter, RateLimitStoreError
+from amo_pipelines.redis import RedisTokenStore, RedisWindowStore
+from amo_pipelines.retry import NO_RETRY
+from amo_pipelines.testing import MockTransport, json_response
+from amo_pipelines.windows import Denied, Granted, PenaltyRule, Window
+
+ACCOUNT = "example.amocrm.ru"
+RULE = PenaltyRule(factor=0.5, step=0.1, interval=1.0, minimum=1 / 64)
+WINDOW = Window("a|example.amocrm.ru", 50, 1.0)
+TOKENS = TokenSet("access-aaa", "refresh-bbb", expires_at=2_000_000_000.0, expires_in=86400)
+NEWER = TokenSet("access-ccc", "refresh-ddd", expires_at=2_000_086_400.0, expires_in=86400)
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+def prefix() -> str:
+    return f"t{os.urandom(4).hex()}"
+
+
+async def test_lost_keys_mean_no_grant_for_a_lease_and_a_period(redis: aioredis.Redis) -> None:
+    store = RedisWindowStore(redis, prefix=prefix(), lease=2.0)
+    first = await store.acquire_account(ACCOUNT, [WINDOW], RULE)
+    assert isinstance(first, Denied) and 2.9 < first.retry_after <= 3.0
+    await redis.delete(*(await redis.keys(f"{store.prefix}:*")))  # as a flush would
+    again = await store.acquire_account(ACCOUNT, [WINDOW], RULE)
+    assert isinstance(again, Denied) and 2.9 < again.retry_after <= 3.0
+
+
+async def test_keys_share_the_account_hash_tag_and_expire(redis: aioredis.Redis) -> None:
+    store = RedisWindowStore(redis, prefix=prefix(), lease=0.3)
+    while not isinstance(grant := await store.acquire_account(ACCOUNT, [WINDOW], RULE), Granted):
+        assert isinstance(grant, Denied)
+        await asyncio.sleep(grant.retry_after)
+    await store.note_429(ACCOUNT, 0.0, RULE)
+    keys = await redis.keys(f"{store.prefix}:*")
+    assert len(keys) == 3  # fence, state, one window
+    for key in keys:
+        assert b"{example.amocrm.ru}" in key
+        assert await redis.pttl(key) > 0
+    await store.complete(grant, 0.0)
+
+
+async def test_redis_down_fails_the_request_unsent() -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dead = aioredis.Redis(port=port, socket_connect_timeout=1)
+    transport = MockTransport(responses=[json_response({})])
+    limiter = RateLimiter(store=RedisWindowStore(dead))
+    async with AmoClient(
+        subdomain="example",
+        access_token="tok",
+        transport=transport,
+        retry=NO_RETRY,
+        rate_limiter=limiter,
+    ) as amo:
+        with pytest.raises(RateLimitStoreError, match="not sent") as caught:
+            await amo.request("GET", "/api/v4/leads/pipelines")
+    assert not caught.value.may_have_been_processed
+    assert transport.requests == []
+    await dead.aclose()
+
+
+async def test_the_token_store_saves_with_compare_and_set(redis: aioredis.Redis) -> None:
+    key = f"{prefix()}:{{example.amocrm.ru}}:tokens"
+    a, b = RedisTokenStore(redis, key), RedisTokenStore(redis, key)
+    await a.save(TOKENS)  # nothing loaded yet: a code exchange writes
+    assert await b.load() == TOKENS
+    assert await a.load() == TOKENS
+    await b.save(NEWER)
+    with pytest.raises(TokenStoreError, match="another process"):
+        await a.save(TokenSet("x-1", "y-1", expires_at=1.0))
+    assert await a.load() == NEWER
+    assert "access-ccc" not in repr(a) and "refresh-ddd" not in repr(a)
+
+
+async def test_the_refresh_lock_outlives_the_token_request(redis: aioredis.Redis) -> None:
+    key = f"{prefix()}:tokens"
+    a = RedisTokenStore(redis, key)
+    b = RedisTokenStore(redis, key, lock_timeout=0.3)
+    async with a.lock():
+        assert await redis.pttl(a.lock_key) > 60_000  # the default request timeout is 60 s
+        with pytest.raises(TokenStoreError, match="waited"):
+            async with b.lock():
+                pass
+    async with b.lock():
+        pass
+
+
+async def test_a_broken_token_store_says_so(redis: aioredis.Redis) -> None:
+    key = f"{prefix()}:tokens"
+    await redis.set(key, b"not json")
+    with pytest.raises(TokenStoreError):
+        await RedisTokenStore(redis, key).load()
