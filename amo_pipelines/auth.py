@@ -60,6 +60,7 @@ from .errors import (
     UnexpectedResponseError,
     error_from_response,
 )
+from .inputs import check_text
 from .tokens import WALL_CLOCK, MemoryTokenStore, TokenSet, TokenStore, check_token, fingerprint
 from .transport.base import Request, Response
 
@@ -174,6 +175,7 @@ def _bearer(request: Request) -> str:
 def _check_redirect_uri(value: object) -> str:
     if not isinstance(value, str) or any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in value):
         raise InvalidInputError("must be a URL without spaces", field="redirect_uri")
+    check_text(value, "redirect_uri")  # it goes into every token request's body
     try:
         url = URL(value)
     except ValueError:

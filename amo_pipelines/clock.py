@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .errors import InvalidInputError
+
 
 class Clock(Protocol):
     """A monotonic clock and the matching sleep."""
@@ -62,7 +64,7 @@ class FakeClock:
 
     def __init__(self, start: float = 0.0, *, settle_rounds: int = 50) -> None:
         if settle_rounds < 1:
-            raise ValueError("settle_rounds must be at least 1")
+            raise InvalidInputError("must be at least 1", field="settle_rounds")
         self._now = float(start)
         self._settle_rounds = settle_rounds
         self._sleepers: list[_Sleeper] = []
@@ -106,7 +108,7 @@ class FakeClock:
     async def advance(self, seconds: float) -> None:
         """Move virtual time forward by ``seconds``, waking sleepers in deadline order."""
         if seconds < 0:
-            raise ValueError("time only moves forward")
+            raise InvalidInputError("time only moves forward", field="seconds")
         target = self._now + seconds
         # Tasks started just before the call first run at the current time.
         await self.settle()

@@ -27,6 +27,7 @@ from .errors import (
     ClientClosedError,
     InvalidInputError,
     RequestNotSentError,
+    ResponseTooLargeError,
     TransportError,
 )
 from .policies import CloseGate, Handler, current_attempt
@@ -96,6 +97,8 @@ class RetryPolicy:
             return self.backoff_for(attempt) if idempotent else None
         if isinstance(error, RequestNotSentError):
             return self.backoff_for(attempt) if self.retry_transport_errors else None
+        if isinstance(error, ResponseTooLargeError):
+            return None  # the same answer again would be just as large
         if isinstance(error, TransportError) and idempotent and self.retry_transport_errors:
             return self.backoff_for(attempt)
         return None

@@ -14,7 +14,6 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -310,11 +309,6 @@ def test_oauth2_keys(client_id: Any, secret: Any, redirect_uri: Any) -> None:
     assert auth.fingerprint
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OAuth2's redirect_uri check (auth.py) lets a lone surrogate through; the token "
-    "request then fails to encode. Reported; remove this mark when it is refused.",
-)
 def test_a_lone_surrogate_in_redirect_uri_is_refused() -> None:
     try:
         auth = OAuth2("id", "secret", "https://app.example.com/\ud800")
