@@ -84,6 +84,17 @@ def record_grants(limiter: object) -> list[float] | None:
         return admission
 
     store.acquire = recording
+    shared = getattr(store, "acquire_account", None)
+    if shared is not None:  # a store shared across processes (the machine-wide default)
+
+        async def recording_shared(account: str, windows: object, rule: object) -> object:
+            admission = await shared(account, windows, rule)
+            at = getattr(admission, "at", None)
+            if isinstance(at, float):
+                grants.append(at)
+            return admission
+
+        store.acquire_account = recording_shared
     return grants
 
 
