@@ -122,9 +122,10 @@ async def copy_funnels(
     reads = {p.id: asyncio.ensure_future(_read(source, p, watch)) for p in listing}
     listed = Snapshot(host=account_host(source), pipelines=tuple(listing), described={})
     skeleton = snapshot_to_spec(listed, now=started)
+    shared = _Shared()
     try:
         outcomes = await asyncio.gather(
-            *(_copy_one(t, skeleton, reads, prune, lock, progress(t.name)) for t in targets)
+            *(_copy_one(t, skeleton, reads, prune, lock, progress(t.name), shared) for t in targets)
         )
     finally:
         done = await asyncio.gather(*reads.values(), return_exceptions=True)
@@ -143,6 +144,34 @@ async def copy_funnels(
     return CopyResult(spec=spec, targets=list(outcomes))
 
 
+class _Shared:
+    """What every target would compute alike, computed once: a source pipeline as the file
+    wants it, and the statuses of a pipeline a target creates (it starts empty)."""
+
+    def __init__(self) -> None:
+        self._wanted: dict[int, PipelineSpec] = {}
+        self._new: dict[int, tuple[StatusSteps, list[Line]]] = {}
+
+    def wanted(self, ps: PipelineSpec, statuses: tuple[Status, ...]) -> PipelineSpec:
+        assert ps.id is not None
+        if ps.id not in self._wanted:
+            specs = tuple(status_spec(s) for s in sorted_statuses(statuses))
+            self._wanted[ps.id] = attrs.evolve(ps, statuses=specs)
+        return self._wanted[ps.id]
+
+    def new_pipeline_steps(self, ps: PipelineSpec, where: str, lines: list[Line]) -> StatusSteps:
+        assert ps.id is not None
+        if ps.id not in self._new:
+            made: list[Line] = []
+            steps = plan_statuses(
+                ps, (), same_account=False, prune=False, lines=made, where=where, quiet=True
+            )
+            self._new[ps.id] = (steps, made)
+        steps, made = self._new[ps.id]
+        lines.extend(made)
+        return steps  # read only from here on: shared by the targets
+
+
 async def _read(amo: AmoClient, pipeline: Pipeline, watch: Progress) -> tuple[Status, ...]:
     statuses = await amo.statuses.list(pipeline.id, with_descriptions=True)
     watch.advance()
@@ -156,12 +185,13 @@ async def _copy_one(
     prune: bool,
     lock: ApplyLock,
     watch: Progress,
+    shared: _Shared,
 ) -> TargetOutcome:
     outcome = TargetOutcome(target.name)
     amo = target.client
     try:
         async with lock.hold(account_host(amo)):
-            await _fill(amo, outcome, skeleton, reads, prune, watch)
+            await _fill(amo, outcome, skeleton, reads, prune, watch, shared)
     except AmoError as e:
         outcome.error = e
     return outcome
@@ -174,6 +204,7 @@ async def _fill(
     reads: Mapping[int, asyncio.Future[tuple[Status, ...]]],
     prune: bool,
     watch: Progress,
+    shared: _Shared,
 ) -> None:
     watch.expect(1)
     listing = await amo.pipelines.list()
@@ -193,8 +224,7 @@ async def _fill(
 
     async def one(i: int, ps: PipelineSpec, step: PipelineStep) -> None:
         assert ps.id is not None
-        statuses = await reads[ps.id]
-        wanted = attrs.evolve(ps, statuses=tuple(status_spec(s) for s in sorted_statuses(statuses)))
+        wanted = shared.wanted(ps, await reads[ps.id])
         live = step.live
         current: tuple[Status, ...] = live.statuses if live is not None else ()
         if live is not None and live.custom_statuses:
@@ -207,9 +237,12 @@ async def _fill(
         if pipeline_id is None:
             return  # its creation failed (reported)
         where = f"pipeline {ps.name!r}"
-        steps = plan_statuses(
-            wanted, current, same_account=False, prune=prune, lines=plan.lines, where=where
-        )
+        if live is None:  # the same for every target: planned once
+            steps = shared.new_pipeline_steps(wanted, where, plan.lines)
+        else:
+            steps = plan_statuses(
+                wanted, current, same_account=False, prune=prune, lines=plan.lines, where=where
+            )
         outcome.writes += steps.writes
         watch.expect(steps.writes)
         one_step = PipelineStep(index=i, live=live, statuses=steps)

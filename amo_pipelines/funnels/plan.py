@@ -266,7 +266,7 @@ def _new_pipeline(
     )
     lines.append(Line("+", f"{where} with {len(custom)} statuses"))
     step = PipelineStep(index=i, live=None, create=create)
-    if described:
+    if described and embed:  # without embed, the caller plans the statuses itself
         step.statuses = plan_statuses(
             ps, (), same_account=False, prune=False, lines=lines, where=where, quiet=True
         )
