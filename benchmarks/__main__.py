@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--only rate,migration,overhead,parse]``: run the suite.
+"""``python -m benchmarks [--only rate,migration,overhead,parse,copy]``: run the suite.
 
 Every table is printed as it is ready and collected in ``benchmarks/out/results.md``; the
 rate chart goes to ``benchmarks/out/rate.png`` and the profiles to
@@ -11,10 +11,11 @@ import argparse
 import time
 from collections.abc import Sequence
 
+from . import copy as copying
 from . import migration, overhead, parse, peer, rate
 from .common import OUT, Results, environment
 
-BENCHMARKS = ("rate", "migration", "overhead", "parse")
+BENCHMARKS = ("rate", "migration", "overhead", "parse", "copy")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for table in parse.tables(bodies, parsed, counts):
             results.add(table.render())
         lap("parse")
+    if "copy" in chosen:
+        print("6. copy to 20 accounts ...", flush=True)
+        results.add(copying.table(copying.run_all()).render())
+        lap("copy")
     results.add(peer.summary(rates, migrations, measured, parsed).render())
 
     elapsed = time.perf_counter() - started
