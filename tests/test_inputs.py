@@ -190,8 +190,8 @@ REJECTED: dict[str, tuple[Call, str | None]] = {
         "descriptions[0].id",
     ),
     # updates that change nothing
-    "empty pipeline update": (update_pipeline(), None),
-    "empty status update": (update_status(), None),
+    "empty pipeline update": (update_pipeline(), "update"),
+    "empty status update": (update_status(), "update"),
     "status update with no descriptions": (
         update_status(descriptions=Lazy(lambda: [])),
         "descriptions",
