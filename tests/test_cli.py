@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from funnels_helpers import config, writes
+from funnels_helpers import client, config, writes
 
-from amo_pipelines import AmoClient, PipelineUpdate
-from amo_pipelines.emulator import Emulator
+from amo_pipelines import AmoClient, BatchError, PipelineUpdate
+from amo_pipelines.demo import run_job
+from amo_pipelines.emulator import Emulator, Fault
 
 TOKEN = "tok-CLI-SECRET-7d1e-do-not-print"
 
@@ -177,10 +178,21 @@ async def test_demo_prints_progress_and_fails_in_one_line() -> None:
     code, out, err = await run("demo", "--pipelines", "2", "--statuses", "2")
     assert code == 0, err
     assert "demo: creating 2 pipelines" in err and "429s      0" in out
-    code, out, err = await run("demo", "--base-url", "http://127.0.0.1:9", env={"AMO_TOKEN": TOKEN})
+    async with emulator() as emu:
+        code, out, err = await run("demo", "--base-url", emu.url, env={"AMO_TOKEN": "wrong"})
     assert code == 1
     assert err.strip().splitlines()[-1].startswith("amo-pipelines demo: error: ")
-    assert "Traceback" not in err and TOKEN not in err + out
+    assert "401" in err and "Traceback" not in err
+
+
+async def test_the_demo_deletes_what_it_made_when_a_step_fails() -> None:
+    async with emulator() as emu, client(emu) as amo:
+        emu.faults.add(Fault.status(500), method="PATCH", path="/api/v4/leads/pipelines/*")
+        said: list[str] = []
+        with pytest.raises(BatchError):
+            await run_job(amo, pipelines=3, statuses=2, say=said.append)
+        assert said[-1] == "failed: deleting the 3 pipelines created so far"
+        assert [p.name for p in emu.state.ordered_pipelines()] == ["Воронка"]
 
 
 async def test_demo_and_json_files_work_without_the_cli_extra(tmp_path: Path) -> None:
