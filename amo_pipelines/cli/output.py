@@ -9,25 +9,35 @@ does not depend on it.
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any, TextIO
 
 
 class PlainProgress:
-    """Progress of one account as plain lines: each step, and the request count when done."""
+    """Progress of one account as plain lines: each step, the request count every few
+    seconds while it runs (a log shows it is alive), and the count when done."""
+
+    EVERY = 2.0
 
     def __init__(self, label: str, out: TextIO) -> None:
         self.label = label
         self.out = out
         self.total = 0
         self.done = 0
+        self._shown = time.monotonic()
 
     def expect(self, requests: int) -> None:
         self.total += requests
 
     def advance(self, requests: int = 1) -> None:
         self.done += requests
+        now = time.monotonic()
+        if now - self._shown >= self.EVERY:
+            self._shown = now
+            print(f"[{self.label}] {self.done}/{self.total} requests", file=self.out)
 
     def note(self, text: str) -> None:
+        self._shown = time.monotonic()
         print(f"[{self.label}] {text} ({self.done}/{self.total} requests)", file=self.out)
 
 

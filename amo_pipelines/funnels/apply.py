@@ -77,6 +77,7 @@ async def apply(
     spec = saved.spec if saved is not None else source
     assert isinstance(spec, FunnelsSpec)
     async with lock.hold(account_host(amo)):
+        progress.note("reading the account")
         plan = await make_plan(amo, spec, prune=saved.prune if saved else prune, progress=progress)
         if saved is not None:
             saved.check(plan)
@@ -88,7 +89,10 @@ async def apply(
                 answer = await answer
             if not answer:
                 return _result(plan, applied=False)
-        return await execute(amo, plan, progress=progress)
+        progress.note(f"writing: {plan.writes} requests")
+        result = await execute(amo, plan, progress=progress)
+        progress.note("applied")
+        return result
 
 
 def _result(plan: Plan, *, applied: bool) -> ApplyResult:
@@ -140,27 +144,30 @@ def _stepper(failures: list[str], progress: Progress) -> Step:
 
 
 async def _pipelines_chain(amo: AmoClient, plan: Plan, result: ApplyResult, step: Step) -> None:
-    updates = [s for s in plan.steps if s.update is not None and s.live is not None]
-    deletes = [s for s in plan.steps if s.delete and s.live is not None]
+    deletes = [s.live for s in plan.steps if s.delete and s.live is not None]
     patches = [
         step(f"change pipeline {s.live.name!r}", amo.pipelines.update(s.live.id, s.update))
-        for s in updates
+        for s in plan.steps
         if s.live is not None and s.update is not None
     ]
-    if deletes:  # a new main pipeline first: the API refuses to delete the main one
-        await asyncio.gather(*patches)
-        patches = []
-        await asyncio.gather(
-            *(
-                step(
-                    f"delete pipeline {s.live.name!r} (id {s.live.id})",
-                    amo.pipelines.delete(s.live.id),
-                )
-                for s in deletes
-                if s.live is not None
-            )
+    if not deletes:
+        await asyncio.gather(*patches, _create_pipelines(amo, plan, result, step))
+        return
+    # The API refuses to delete the main pipeline: a new main one is made first (by a PATCH,
+    # or by the create when the new main pipeline is a new one). Otherwise deletes go
+    # before creates, to make room under the account's 50 pipelines.
+    await asyncio.gather(*patches)
+    new_main = any(s.create is not None and s.create.is_main for s in plan.steps)
+    if new_main:
+        await _create_pipelines(amo, plan, result, step)
+    await asyncio.gather(
+        *(
+            step(f"delete pipeline {p.name!r} (id {p.id})", amo.pipelines.delete(p.id))
+            for p in deletes
         )
-    await asyncio.gather(*patches, _create_pipelines(amo, plan, result, step))
+    )
+    if not new_main:
+        await _create_pipelines(amo, plan, result, step)
 
 
 async def _create_pipelines(amo: AmoClient, plan: Plan, result: ApplyResult, step: Step) -> None:

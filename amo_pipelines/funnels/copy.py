@@ -115,6 +115,7 @@ async def copy_funnels(
     source raises (what the targets got so far stays)."""
     started = dt.datetime.now(dt.timezone.utc)
     watch = progress(account_host(source))
+    watch.note("reading the source")
     watch.expect(1)
     listing = await source.pipelines.list()
     watch.advance()
@@ -206,6 +207,7 @@ async def _fill(
     watch: Progress,
     shared: _Shared,
 ) -> None:
+    watch.note("copying")
     watch.expect(1)
     listing = await amo.pipelines.list()
     watch.advance()
@@ -224,13 +226,18 @@ async def _fill(
 
     async def one(i: int, ps: PipelineSpec, step: PipelineStep) -> None:
         assert ps.id is not None
-        wanted = shared.wanted(ps, await reads[ps.id])
         live = step.live
         current: tuple[Status, ...] = live.statuses if live is not None else ()
-        if live is not None and live.custom_statuses:
+        if live is not None and live.custom_statuses:  # read alongside the source's read
             watch.expect(1)
-            current = tuple(await amo.statuses.list(live.id, with_descriptions=True))
+            mine = asyncio.ensure_future(amo.statuses.list(live.id, with_descriptions=True))
+            try:
+                wanted = shared.wanted(ps, await reads[ps.id])
+            finally:
+                current = tuple(await mine)
             watch.advance()
+        else:
+            wanted = shared.wanted(ps, await reads[ps.id])
         if live is None:
             await asyncio.shield(pipelines)
         pipeline_id = live.id if live is not None else result.pipeline_ids.get(i)
