@@ -12,6 +12,8 @@ import pytest
 pytest.importorskip("redis")  # the test extra installs it; the fixture fails in CI without it
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from amo_pipelines import AmoClient, TokenSet, TokenStoreError
 from amo_pipelines.ratelimit import RateLimiter, RateLimitStoreError
@@ -65,7 +67,7 @@ async def test_redis_down_fails_the_request_unsent() -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    dead = aioredis.Redis(port=port, socket_connect_timeout=1)
+    dead = aioredis.Redis(port=port, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
     transport = MockTransport(responses=[json_response({})])
     limiter = RateLimiter(store=RedisWindowStore(dead))
     async with AmoClient(

@@ -204,8 +204,8 @@ def test_two_processes_back_to_back_share_one_budget(store: tuple[str, str | Non
 
 def test_four_processes_at_once_on_one_token(store: tuple[str, str | None, str]) -> None:
     with emulator() as server:
-        finish(*[server.worker(*store, requests=10, clients=2, lease=1.0) for _ in range(4)])
-    assert len(server.log) == 40
+        finish(*[server.worker(*store, requests=8, clients=2, lease=1.0) for _ in range(4)])
+    assert len(server.log) == 32
     check_budget(server.log)
 
 
