@@ -115,3 +115,46 @@ async def test_a_broken_token_store_says_so(redis: aioredis.Redis) -> None:
     await redis.set(key, b"not json")
     with pytest.raises(TokenStoreError):
         await RedisTokenStore(redis, key).load()
+
+
+async def test_two_providers_on_one_redis_key_refresh_once(redis: aioredis.Redis) -> None:
+    """Two OAuth2 providers, as two processes would have, find the stored access token
+    expired at once: one refreshes under the lock, the other reloads the new pair."""
+    from amo_pipelines import OAuth2
+    from amo_pipelines.emulator import Emulator, EmulatorConfig
+    from amo_pipelines.retry import RetryPolicy
+
+    key = f"{prefix()}:{{emulated}}:tokens"
+    async with Emulator(EmulatorConfig(token_rps=None, account_rps=None)) as emu:
+        grant = emu.issue_tokens()
+        await RedisTokenStore(redis, key).save(
+            TokenSet(grant["access_token"], grant["refresh_token"], 0.0)
+        )
+        cfg = emu.config
+        clients = [
+            AmoClient(
+                base_url=emu.url,
+                auth=OAuth2(
+                    cfg.oauth_client_id,
+                    cfg.oauth_client_secret,
+                    cfg.oauth_redirect_uri,
+                    store=RedisTokenStore(redis, key),
+                    reload_grace=0,
+                ),
+                rate_limiter=RateLimiter(
+                    integration_limit=None, account_limit=None, max_in_flight=None
+                ),
+                retry=RetryPolicy(backoff=0.01, max_backoff=0.05),
+            )
+            for _ in range(2)
+        ]
+        try:
+            await asyncio.gather(*(amo.pipelines.list() for amo in clients for _ in range(3)))
+        finally:
+            for amo in clients:
+                await amo.aclose()
+        assert emu.stats.token_requests == 1  # one refresh between the two
+        api = [e for e in emu.request_log if e.path.startswith("/api/")]
+        assert len(api) == 6 and all(e.status == 200 for e in api)
+    stored = await RedisTokenStore(redis, key).load()
+    assert stored is not None and stored.access_token != grant["access_token"]
