@@ -12,6 +12,7 @@ from typing import Any
 from ..funnels import (
     ApplyError,
     CopyTarget,
+    FunnelsSpec,
     Plan,
     SavedPlan,
     apply,
@@ -46,6 +47,8 @@ def _write(text: str, path: str | None) -> None:
 
 async def cmd_export(args: argparse.Namespace) -> int:
     fmt = "json" if args.json else args.format
+    if fmt == "yaml":
+        dumps_spec(FunnelsSpec(pipelines=()), fmt)  # no PyYAML: say so before any request
     with Reporter() as report:
         async with open_account(_label(args)) as amo:
             progress = report.progress(account_host(amo))
