@@ -107,7 +107,8 @@ class Plan:
 
     def render(self) -> str:
         body = [f"{line.op} {line.text}" for line in self.lines]
-        return "\n".join([*body, self.summary()]) if body else self.summary() + "\nNo changes."
+        tail = [] if self.has_changes else ["No changes."]
+        return "\n".join([*body, self.summary(), *tail])
 
 
 def same_account(spec: FunnelsSpec, snapshot: Snapshot) -> bool:
@@ -203,7 +204,7 @@ def plan_against(
         if prune:
             steps.append(PipelineStep(index=None, live=live, delete=True))
             lines.append(Line("-", f"pipeline {live.name!r} (id {live.id})"))
-            if live.is_main:
+            if live.is_main and not any(p.is_main for p in spec.pipelines):
                 lines.append(
                     Line(
                         "!",
