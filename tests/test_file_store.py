@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import stat
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from amo_pipelines import AmoClient
 from amo_pipelines.clock import FakeClock
@@ -18,8 +22,10 @@ from amo_pipelines.ratelimit import RateLimiter
 from amo_pipelines.stores import FileWindowStore, InMemoryWindowStore, default_directory
 from amo_pipelines.testing import MockTransport, json_response
 from amo_pipelines.transport import Request, Response
+from amo_pipelines.windows import Denied, Granted, PenaltyRule, Window
 
 TOKEN = "secret-token-abc123"
+RULE = PenaltyRule(factor=0.5, step=0.1, interval=1.0, minimum=1 / 64)
 
 
 async def test_a_client_on_the_system_clock_shares_the_machine_wide_store() -> None:
@@ -115,4 +121,46 @@ async def test_without_a_private_folder_each_loop_keeps_its_own_budget(
 def test_an_explicit_folder_is_created_private(tmp_path: Path) -> None:
     store = FileWindowStore(tmp_path / "a" / "b", lease=1.0)
     assert stat.S_IMODE((tmp_path / "a" / "b").stat().st_mode) == 0o700
+    store.close()
+
+
+@settings(max_examples=30, deadline=None)
+@given(junk=st.binary(max_size=200))
+def test_whatever_is_in_the_file_the_store_keeps_working(junk: bytes) -> None:
+    """The file is the only input from outside the process: a torn write (the tail of a
+    longer old state after a new one) or anything else must not break a grant."""
+    directory = Path(tempfile.mkdtemp())
+    try:
+        store = FileWindowStore(directory / "budget", lease=1.0)
+        window = Window("i|acme|fp", 7, 1.0)
+
+        async def one() -> object:
+            return await store.acquire_account("acme", [window], RULE)
+
+        first = asyncio.run(one())
+        assert isinstance(first, Granted)
+        [path] = (directory / "budget").iterdir()
+        path.write_bytes(path.read_bytes() + junk)  # a torn rewrite: old tail after it
+        assert isinstance(asyncio.run(one()), Granted | Denied)
+        path.write_bytes(junk)
+        assert isinstance(asyncio.run(one()), Granted)
+        store.close()
+    finally:
+        shutil.rmtree(directory)
+
+
+def test_a_torn_rewrite_keeps_the_grants_it_holds(tmp_path: Path) -> None:
+    store = FileWindowStore(tmp_path / "budget", lease=1.0)
+    window = Window("i|acme|fp", 2, 1.0)
+
+    async def one() -> object:
+        return await store.acquire_account("acme", [window], RULE)
+
+    async def two() -> list[object]:
+        return [await one(), await one()]
+
+    assert all(isinstance(a, Granted) for a in asyncio.run(two()))
+    [path] = (tmp_path / "budget").iterdir()
+    path.write_bytes(path.read_bytes() + b'"w": {"stale": [["x", 1e300]]}}')
+    assert isinstance(asyncio.run(one()), Denied)  # the two places are still held
     store.close()

@@ -54,6 +54,7 @@ __all__ = ["FileWindowStore", "default_directory", "default_store"]
 logger = logging.getLogger("amo_pipelines.ratelimit")
 
 ENV_DIRECTORY = "AMO_PIPELINES_STATE_DIR"
+_DECODER = json.JSONDecoder()
 _T = TypeVar("_T")
 
 
@@ -267,8 +268,10 @@ class FileWindowStore:
             data: dict[str, Any] = {}
             if size:
                 try:
-                    data = json.loads(os.pread(fd, size, 0))
-                except ValueError:  # a torn write can not happen (see below); be safe
+                    # raw_decode ignores what follows the object: a process killed between
+                    # the rewrite and the truncation leaves the tail of a longer old one.
+                    data = _DECODER.raw_decode(os.pread(fd, size, 0).decode())[0]
+                except ValueError:  # not ours (UnicodeDecodeError is a ValueError too)
                     data = {}
                 if not isinstance(data, dict) or data.get("b") != self._boot:
                     data = {}
