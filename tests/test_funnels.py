@@ -204,3 +204,14 @@ async def test_one_apply_per_account_at_a_time(tmp_path: Path) -> None:
         assert len(writes(emu)) == 1
         assert not (await apply(amo, spec, lock=LocalApplyLock(tmp_path))).plan.has_changes
         assert stat.S_IMODE(os.stat(tmp_path).st_mode) == 0o700
+
+
+async def test_prune_replaces_the_main_pipeline_by_a_new_one() -> None:
+    async with account() as (emu, amo):
+        spec = loads_spec("pipelines:\n- name: Fresh\n  is_main: true\n")
+        plan = await make_plan(amo, spec, prune=True)
+        assert plan.warnings == []  # the file names a main pipeline: no refusal expected
+        await apply(amo, spec, prune=True)
+        [pipeline] = await amo.pipelines.list()
+        assert (pipeline.name, pipeline.is_main) == ("Fresh", True)
+        assert [m for m, _ in writes(emu)] == ["POST", "DELETE"]  # created first, then pruned
