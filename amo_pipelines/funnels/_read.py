@@ -11,6 +11,7 @@ YAML), for line numbers; without it, by the standard library, without lines.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from attrs import frozen
@@ -116,3 +117,91 @@ def wrap_data(value: Any) -> Located:
         return Located([wrap_data(v) for v in value], "seq", None)
     kind = {bool: "bool", int: "int", float: "float", str: "str", type(None): "null"}
     return Located(value, kind[type(value)], None, json.dumps(value, ensure_ascii=False))
+
+
+_HEX = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
+_KIND_NAMES = {"bool": "a boolean", "int": "a number", "float": "a number", "null": "empty"}
+
+
+def normalize_color(value: str) -> str:
+    """``#ABC`` -> ``#aabbcc``; ``#AABBCC`` -> ``#aabbcc``."""
+    digits = value[1:].lower()
+    if len(digits) == 3:
+        digits = "".join(d * 2 for d in digits)
+    return "#" + digits
+
+
+class Checker:
+    """Schema checks over :class:`Located` values; every failure names file, line, field."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, node: Located | None, where: str | None, message: str) -> SpecError:
+        return SpecError(message, path=self.path, line=node.line if node else None, field=where)
+
+    def mapping(self, node: Located, where: str, allowed: tuple[str, ...]) -> dict[str, Located]:
+        if node.kind != "map":
+            raise self.fail(node, where or None, f"must be a mapping, got {self._what(node)}")
+        unknown = [k for k in node.value if k not in allowed]
+        if unknown:
+            raise self.fail(
+                node.value[unknown[0]],
+                _join(where, unknown[0]),
+                f"unknown key; expected one of {', '.join(allowed)}",
+            )
+        return dict(node.value)
+
+    def seq(self, node: Located, where: str) -> list[Located]:
+        if node.kind != "seq":
+            raise self.fail(node, where, f"must be a list, got {self._what(node)}")
+        return list(node.value)
+
+    def text(self, node: Located, where: str) -> str:
+        if node.kind != "str":
+            raise self.fail(node, where, f"must be a string, got {self._what(node)}")
+        value: str = node.value
+        if not value.strip():
+            raise self.fail(node, where, "must not be empty")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise self.fail(node, where, "is not valid Unicode text") from None
+        return value
+
+    def integer(self, node: Located, where: str) -> int:
+        if node.kind != "int" or isinstance(node.value, bool) or node.value <= 0:
+            raise self.fail(node, where, f"must be a positive whole number, got {node.raw!r}")
+        value: int = node.value
+        return value
+
+    def boolean(self, node: Located, where: str) -> bool:
+        if node.kind != "bool":
+            raise self.fail(node, where, f"must be true or false, got {node.raw!r}")
+        value: bool = node.value
+        return value
+
+    def color(self, node: Located, where: str) -> str:
+        if node.kind == "null":
+            raise self.fail(
+                node,
+                where,
+                "is empty: an unquoted '#' starts a comment in YAML, so quote colors "
+                "(color: '#98cbff')",
+            )
+        if node.kind != "str" or not _HEX.fullmatch(node.value):
+            raise self.fail(node, where, f"must be a color like '#98cbff', got {node.raw!r}")
+        return normalize_color(node.value)
+
+    @staticmethod
+    def _what(node: Located) -> str:
+        if node.kind in ("bool", "int", "float") and node.raw is not None:
+            hint = f"; quote it: '{node.raw}'" if node.kind != "null" else ""
+            return f"{node.raw!r}, which YAML reads as {_KIND_NAMES[node.kind]}{hint}"
+        if node.kind == "null":
+            return "nothing (an empty value)"
+        return {"map": "a mapping", "seq": "a list"}.get(node.kind, repr(node.raw))
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key

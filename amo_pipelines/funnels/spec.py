@@ -33,7 +33,6 @@ and the field, with a hint for YAML's traps (quote ``'No'``, ``'2024'`` and ``'#
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -48,15 +47,13 @@ from ..constants import (
     WON_STATUS_ID,
     DescriptionLevel,
 )
-from ._read import Located, read_text, wrap_data
+from ._read import Checker, Located, read_text, wrap_data
 from .errors import ExtraMissingError, SpecError
 
 FORMAT_VERSION = 1
 ROLES = ("incoming", "won", "lost")
 ROLE_IDS = {"won": WON_STATUS_ID, "lost": LOST_STATUS_ID}
 LEVELS = tuple(level.value for level in DescriptionLevel)
-_HEX = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
-_KIND_NAMES = {"bool": "a boolean", "int": "a number", "float": "a number", "null": "empty"}
 
 
 @frozen(kw_only=True)
@@ -132,90 +129,8 @@ def spec_from_data(data: Mapping[str, Any], *, path: str = "<data>") -> FunnelsS
     return spec_from_tree(wrap_data(data), path)
 
 
-class _Checker:
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def fail(self, node: Located | None, where: str | None, message: str) -> SpecError:
-        return SpecError(message, path=self.path, line=node.line if node else None, field=where)
-
-    def mapping(self, node: Located, where: str, allowed: tuple[str, ...]) -> dict[str, Located]:
-        if node.kind != "map":
-            raise self.fail(node, where or None, f"must be a mapping, got {self._what(node)}")
-        unknown = [k for k in node.value if k not in allowed]
-        if unknown:
-            raise self.fail(
-                node.value[unknown[0]],
-                _join(where, unknown[0]),
-                f"unknown key; expected one of {', '.join(allowed)}",
-            )
-        return dict(node.value)
-
-    def seq(self, node: Located, where: str) -> list[Located]:
-        if node.kind != "seq":
-            raise self.fail(node, where, f"must be a list, got {self._what(node)}")
-        return list(node.value)
-
-    def text(self, node: Located, where: str) -> str:
-        if node.kind != "str":
-            raise self.fail(node, where, f"must be a string, got {self._what(node)}")
-        value: str = node.value
-        if not value.strip():
-            raise self.fail(node, where, "must not be empty")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise self.fail(node, where, "is not valid Unicode text") from None
-        return value
-
-    def integer(self, node: Located, where: str) -> int:
-        if node.kind != "int" or isinstance(node.value, bool) or node.value <= 0:
-            raise self.fail(node, where, f"must be a positive whole number, got {node.raw!r}")
-        value: int = node.value
-        return value
-
-    def boolean(self, node: Located, where: str) -> bool:
-        if node.kind != "bool":
-            raise self.fail(node, where, f"must be true or false, got {node.raw!r}")
-        value: bool = node.value
-        return value
-
-    def color(self, node: Located, where: str) -> str:
-        if node.kind == "null":
-            raise self.fail(
-                node,
-                where,
-                "is empty: an unquoted '#' starts a comment in YAML, so quote colors "
-                "(color: '#98cbff')",
-            )
-        if node.kind != "str" or not _HEX.fullmatch(node.value):
-            raise self.fail(node, where, f"must be a color like '#98cbff', got {node.raw!r}")
-        return normalize_color(node.value)
-
-    @staticmethod
-    def _what(node: Located) -> str:
-        if node.kind in ("bool", "int", "float") and node.raw is not None:
-            hint = f"; quote it: '{node.raw}'" if node.kind != "null" else ""
-            return f"{node.raw!r}, which YAML reads as {_KIND_NAMES[node.kind]}{hint}"
-        if node.kind == "null":
-            return "nothing (an empty value)"
-        return {"map": "a mapping", "seq": "a list"}.get(node.kind, repr(node.raw))
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-def normalize_color(value: str) -> str:
-    """``#ABC`` -> ``#aabbcc``; ``#AABBCC`` -> ``#aabbcc``."""
-    digits = value[1:].lower()
-    if len(digits) == 3:
-        digits = "".join(d * 2 for d in digits)
-    return "#" + digits
-
-
 def spec_from_tree(root: Located, path: str) -> FunnelsSpec:
-    c = _Checker(path)
+    c = Checker(path)
     top = c.mapping(root, "", ("version", "source", "pipelines"))
     if "version" in top and (top["version"].kind != "int" or top["version"].value != 1):
         raise c.fail(top["version"], "version", f"this program reads version {FORMAT_VERSION}")
@@ -250,7 +165,7 @@ def spec_from_tree(root: Located, path: str) -> FunnelsSpec:
     return FunnelsSpec(pipelines=pipelines, source=source, path=path)
 
 
-def _pipeline(c: _Checker, node: Located, where: str) -> PipelineSpec:
+def _pipeline(c: Checker, node: Located, where: str) -> PipelineSpec:
     f = c.mapping(node, where, ("id", "name", "is_main", "is_unsorted_on", "statuses"))
     if "name" not in f:
         raise c.fail(node, f"{where}.name", "is required")
@@ -286,7 +201,7 @@ def _pipeline(c: _Checker, node: Located, where: str) -> PipelineSpec:
     )
 
 
-def _status(c: _Checker, node: Located, where: str) -> StatusSpec:
+def _status(c: Checker, node: Located, where: str) -> StatusSpec:
     f = c.mapping(node, where, ("id", "role", "name", "color", "descriptions"))
     if "name" not in f:
         raise c.fail(node, f"{where}.name", "is required")
@@ -320,7 +235,7 @@ def _status(c: _Checker, node: Located, where: str) -> StatusSpec:
     )
 
 
-def _descriptions(c: _Checker, node: Located, where: str) -> tuple[tuple[str, str], ...]:
+def _descriptions(c: Checker, node: Located, where: str) -> tuple[tuple[str, str], ...]:
     if node.kind == "null":
         return ()
     texts = c.mapping(node, where, LEVELS)
@@ -338,7 +253,7 @@ def _descriptions(c: _Checker, node: Located, where: str) -> tuple[tuple[str, st
     return tuple(out)
 
 
-def _unique_ids(c: _Checker, nodes: list[Located], pipelines: tuple[PipelineSpec, ...]) -> None:
+def _unique_ids(c: Checker, nodes: list[Located], pipelines: tuple[PipelineSpec, ...]) -> None:
     seen: set[int] = set()
     statuses: set[int] = set()
     for i, p in enumerate(pipelines):
