@@ -42,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -60,7 +59,7 @@ from .errors import (
     UnexpectedResponseError,
     error_from_response,
 )
-from .inputs import check_text
+from .inputs import check_seconds, check_text
 from .tokens import WALL_CLOCK, MemoryTokenStore, TokenSet, TokenStore, check_token, fingerprint
 from .transport.base import Request, Response
 
@@ -188,17 +187,6 @@ def _check_redirect_uri(value: object) -> str:
     return value
 
 
-def _non_negative(value: object, where: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise InvalidInputError("must be a finite number >= 0", field=where)
-    return float(value)
-
-
 class OAuth2:
     """OAuth 2.0 for an amoCRM / Kommo integration: code exchange, then refresh rotation.
 
@@ -230,8 +218,8 @@ class OAuth2:
         self.client_id = check_token(client_id, "client_id")
         self._client_secret = check_token(client_secret, "client_secret")
         self.redirect_uri = _check_redirect_uri(redirect_uri)
-        self.refresh_margin = _non_negative(refresh_margin, "refresh_margin")
-        self.reload_grace = _non_negative(reload_grace, "reload_grace")
+        self.refresh_margin = check_seconds(refresh_margin, "refresh_margin")
+        self.reload_grace = check_seconds(reload_grace, "reload_grace")
         self.store: TokenStore = store if store is not None else MemoryTokenStore()
         self.clock: Clock = clock if clock is not None else WALL_CLOCK
         self._fingerprint = fingerprint(f"oauth2:{client_id}")

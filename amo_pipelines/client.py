@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -27,6 +26,7 @@ from .errors import (
     WrongEventLoopError,
     error_from_response,
 )
+from .inputs import check_seconds
 from .pipelines import PipelinesAPI
 from .policies import (
     AuthPolicy,
@@ -403,16 +403,7 @@ def _reconcile_wait(value: object, transport: Transport) -> float:
     if value is None:
         total = getattr(getattr(transport, "timeout", None), "total", None)
         return 2.0 * total if isinstance(total, (int, float)) and total > 0 else 120.0
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise InvalidInputError(
-            f"must be a finite number of seconds >= 0, got {value!r}", field="reconcile_wait"
-        )
-    return float(value)
+    return check_seconds(value, "reconcile_wait")
 
 
 class _ClosingClock:

@@ -9,6 +9,7 @@ mandatory on pipeline creation.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -52,6 +53,22 @@ def check_name(value: object, where: str) -> str:
     if not value.strip():
         raise InvalidInputError("must not be empty", field=where)
     return check_text(value, where)
+
+
+def check_seconds(value: object, where: str, *, positive: bool = False) -> float:
+    """A duration: a finite number of seconds, at least 0 (above 0 where ``positive``)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+        or (positive and value == 0)
+    ):
+        least = "above 0" if positive else "at least 0"
+        raise InvalidInputError(
+            f"must be a finite number of seconds {least}, got {value!r}", field=where
+        )
+    return float(value)
 
 
 def check_int(value: object, where: str) -> int:

@@ -11,7 +11,6 @@ have been processed).
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import ssl
 
@@ -24,6 +23,7 @@ from ..errors import (
     ResponseLostError,
     ResponseTooLargeError,
 )
+from ..inputs import check_seconds
 from .base import Request, Response
 
 # No sock_read: aiohttp re-arms that timer on every chunk it reads, which cost about a
@@ -44,20 +44,6 @@ def _where(request: Request) -> dict[str, str]:
     return {"method": request.method, "path": request.url.path}
 
 
-def _seconds(value: object, where: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        # 0 or a negative number would switch the timeout off in aiohttp, silently.
-        raise InvalidInputError(
-            f"must be a positive, finite number of seconds, got {value!r}", field=where
-        )
-    return float(value)
-
-
 def check_timeout(
     timeout: aiohttp.ClientTimeout | float | None,
 ) -> aiohttp.ClientTimeout | None:
@@ -69,14 +55,15 @@ def check_timeout(
         for name in ("total", "connect", "sock_read", "sock_connect"):
             value = getattr(timeout, name)
             if value is not None:
-                _seconds(value, f"timeout.{name}")
+                # 0 would switch the timeout off in aiohttp, silently.
+                check_seconds(value, f"timeout.{name}", positive=True)
         return timeout
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise InvalidInputError(
             f"must be seconds or an aiohttp.ClientTimeout, got {type(timeout).__name__}",
             field="timeout",
         )
-    return aiohttp.ClientTimeout(total=_seconds(timeout, "timeout"))
+    return aiohttp.ClientTimeout(total=check_seconds(timeout, "timeout", positive=True))
 
 
 def check_max_response_bytes(value: object) -> int:
