@@ -11,6 +11,7 @@ sent a ``sort``, so a reordering costs as few PATCHes as possible.
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Sequence
 
 from ..constants import StatusColor
@@ -148,6 +149,7 @@ def _lab(color: str) -> tuple[float, float, float]:
     return 116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)
 
 
+@functools.lru_cache(maxsize=1024)
 def nearest_palette_color(color: str) -> str:
     """The palette color closest to ``color`` (``#rrggbb``) by CIE76 distance."""
     if color.lower() in PALETTE:

@@ -14,7 +14,7 @@ from ..models import Status
 from ._order import StatusOrder, longest_increasing, nearest_palette_color
 from .errors import PlanError
 from .export import status_role
-from .spec import PipelineSpec, StatusSpec
+from .spec import LEVELS, PipelineSpec, StatusSpec
 
 if TYPE_CHECKING:
     from .plan import Line
@@ -62,7 +62,8 @@ def plan_statuses(
     custom = [(i, s) for i, s in enumerate(ps.statuses) if not s.is_system]
     found = _match(custom, regular, same_account, where)
     steps.matched.update({i: st.id for i, st in found.items()})
-    unmatched = [s for s in regular if s.id not in set(steps.matched.values())]
+    taken = set(steps.matched.values())
+    unmatched = [s for s in regular if s.id not in taken]
     order = StatusOrder([s.id for s in regular])
     if prune:
         for s in unmatched:
@@ -129,10 +130,11 @@ def _name_of(live: Sequence[Status], status_id: int | None) -> str:
 def _system(
     ps: PipelineSpec, live: Sequence[Status], steps: StatusSteps, lines: list[Line], where: str
 ) -> None:
+    roles = {status_role(s): s for s in live if s.is_system}
     for i, spec in enumerate(ps.statuses):
         if spec.role is None:
             continue
-        status = next((s for s in live if status_role(s) == spec.role), None)
+        status = roles.get(spec.role)
         if status is None:
             continue
         steps.matched[i] = status.id
@@ -197,6 +199,10 @@ def _changes(
             notes.append(f"color {status.color} -> {color}")
     if spec.descriptions is not None and status.descriptions is not None:
         held = {str(d.level): d for d in status.descriptions}
+        if spec.descriptions == tuple(
+            (level, held[level].description) for level in LEVELS if level in held
+        ):
+            return changes, notes  # the usual case, checked at once
         wanted = dict(spec.descriptions)
         edits = []
         for level, text in spec.descriptions:
