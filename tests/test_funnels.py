@@ -29,9 +29,24 @@ from amo_pipelines.funnels import (
 
 
 async def test_export_apply_to_an_empty_account_then_export_gives_the_same_funnels() -> None:
-    async with account() as (_, source), account(seed_account=False) as (target_emu, target):
+    async with (
+        account() as (source_emu, source),
+        account(seed_account=False) as (
+            target_emu,
+            target,
+        ),
+    ):
         await fill_source(source)
+        count = len(source_emu.request_log)
         spec = await export(source)
+        # One GET of the pipelines, one GET of statuses with descriptions per pipeline.
+        read = [(e.method, e.path, e.query) for e in source_emu.request_log[count:]]
+        assert read[0] == ("GET", "/api/v4/leads/pipelines", "")
+        assert sorted(read[1:]) == sorted(
+            ("GET", f"/api/v4/leads/pipelines/{p.id}/statuses", "with=descriptions")
+            for p in spec.pipelines
+        )
+        assert len(spec.pipelines) == 3
         # Through the file's text, as the CLI does.
         again = loads_spec(dumps_spec(spec), path="export.yaml")
         assert again == spec
