@@ -5,12 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from funnels_helpers import account
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from amo_pipelines import StatusColor
-from amo_pipelines.funnels import FunnelsSpec, PipelineSpec, StatusSpec, apply, export, make_plan
+from amo_pipelines.funnels import (
+    FunnelsSpec,
+    PipelineSpec,
+    StatusSpec,
+    apply,
+    export,
+    loads_spec,
+    make_plan,
+)
 from amo_pipelines.funnels._order import nearest_palette_color
 
 NAMES = st.sampled_from(["Лид", "Call", "Demo", "Offer", "Счёт", "Won?", "No", "2024", "#1"])
@@ -103,3 +112,32 @@ def _managed(spec: FunnelsSpec, wanted: FunnelsSpec) -> list[Any]:
             )
         )
     return [len(spec.pipelines), *out]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+async def test_on_its_own_account_a_file_matches_by_id(data: st.DataObject) -> None:
+    # Renamed and reordered statuses of an account's own export keep their ids: they are
+    # changed and moved, never created or deleted.
+    async with account(seed_account=False) as (_, amo):
+        names = "pipelines:\n- name: Воронка\n  statuses:\n" + "".join(
+            f"  - name: S{i}\n" for i in range(6)
+        )
+        await apply(amo, loads_spec(names))
+        exported = await export(amo)
+        [pipeline] = exported.pipelines
+        custom = [s for s in pipeline.statuses if s.role is None]
+        order = data.draw(st.permutations(custom))
+        renamed = [
+            attrs.evolve(s, name=data.draw(st.sampled_from([s.name, f"{s.name}!", f"Z{s.id}"])))
+            for s in order
+        ]
+        wanted = attrs.evolve(
+            exported,
+            pipelines=(attrs.evolve(pipeline, statuses=tuple(renamed)),),
+        )
+        await apply(amo, wanted)
+        assert not (await make_plan(amo, wanted)).has_changes
+        [after] = (await export(amo)).pipelines
+        got = [(s.id, s.name) for s in after.statuses if s.role is None]
+        assert got == [(s.id, s.name) for s in renamed]
