@@ -93,11 +93,12 @@ class Reporter:
             self._bars.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, *exc: object) -> None:
         if self._bars is not None:
             self._bars.stop()
         for label, progress in self._made.items():
-            if isinstance(progress, PlainProgress) and not self.quiet:
+            # After a failure the error line says what happened; no "done" before it.
+            if isinstance(progress, PlainProgress) and not self.quiet and kind is None:
                 print(f"[{label}] done: {progress.done} requests", file=self.err)
 
     def progress(self, label: str) -> PlainProgress | RichProgress:
