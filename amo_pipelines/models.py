@@ -9,7 +9,9 @@ documented key is dropped, ``_links`` included.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from attrs import field, frozen
 
@@ -63,7 +65,13 @@ class Status:
     self_href: str | None = field(default=None, repr=False)
     """``_links.self.href``: the status's own API URL."""
     descriptions: tuple[StatusDescription, ...] | None = None
-    """``None`` when descriptions were not requested (``with_descriptions=False``)."""
+    """``None`` when descriptions were not requested (``with_descriptions=False``).
+
+    A response's descriptions are checked when it is parsed (a wrong JSON type or a date
+    that is no date is an :class:`~amo_pipelines.UnexpectedResponseError` from the call)
+    and made into :class:`StatusDescription` objects when first read (see
+    :class:`Deferred`); equality, hashing, ``repr``, pickling and ``attrs.evolve`` read
+    them like any other field."""
 
     @property
     def is_incoming(self) -> bool:
@@ -175,3 +183,48 @@ class StatusCollection:
     total_items: int | None = None
     self_href: str | None = None
     """``_links.self.href``: the collection's URL, where the response gives one."""
+
+
+class Deferred:
+    """A field value kept as checked JSON until first read, then structured once.
+
+    Parsing a large account spends most of its time making objects nobody may read (a
+    full account holds about 15,000 status descriptions with two dates each): the
+    converter checks the data and leaves a ``Deferred`` in the slot instead, and the
+    field's descriptor (:class:`_DeferredSlot`) replaces it with the structured value on
+    first read. ``structure`` must not fail on ``data`` (the converter checked it)."""
+
+    __slots__ = ("data", "structure")
+
+    def __init__(self, data: Any, structure: Callable[[Any], Any]) -> None:
+        self.data = data
+        self.structure = structure
+
+
+class _DeferredSlot:
+    """Wraps a slotted class's member descriptor: a :class:`Deferred` found there is
+    structured and stored back on first read. Writes (``__init__``, unpickling) go to the
+    slot as they are."""
+
+    __slots__ = ("slot",)
+
+    def __init__(self, slot: Any) -> None:
+        self.slot = slot
+
+    def __get__(self, obj: object | None, owner: type | None = None) -> Any:
+        if obj is None:
+            return self.slot
+        value = self.slot.__get__(obj, owner)
+        if type(value) is Deferred:
+            value = value.structure(value.data)
+            self.slot.__set__(obj, value)
+        return value
+
+    def __set__(self, obj: object, value: Any) -> None:
+        self.slot.__set__(obj, value)
+
+    def __delete__(self, obj: object) -> None:
+        self.slot.__delete__(obj)
+
+
+setattr(Status, "descriptions", _DeferredSlot(Status.__dict__["descriptions"]))  # noqa: B010
