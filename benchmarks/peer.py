@@ -52,49 +52,45 @@ def summary(
     if measured:
         for endpoint in overhead.ENDPOINTS:
             for mode in overhead.MODES:
-                cell = measured.cells.get((endpoint.name, mode, "peer"))
-                sdk_cell = measured.cells[(endpoint.name, mode, "sdk")]
+                key = ("replay", endpoint.name, mode)
+                cell = measured.cells.get((*key, "peer"))
+                sdk_cell = measured.cells[(*key, "sdk")]
                 if cell is None:
                     t.add(
-                        f"3. {endpoint.name}, {mode}, calls/s",
+                        f"3. {endpoint.name}, {mode}, calls/s (replay server)",
                         f"{median(sdk_cell.rates):,.0f}",
                         "not supported",
                         "-",
                         "no `with=descriptions` in the peer's API",
                     )
                     continue
-                ratios = [
-                    a / b
-                    for a, b in zip(
-                        measured.cells[(endpoint.name, mode, "sdk")].rates,
-                        cell.rates,
-                        strict=True,
-                    )
-                ]
+                ratios = overhead.paired(measured, *key, "sdk", "peer")
                 t.add(
-                    f"3. {endpoint.name}, {mode}, calls/s",
+                    f"3. {endpoint.name}, {mode}, calls/s (replay server)",
                     f"{median(sdk_cell.rates):,.0f}",
                     f"{median(cell.rates):,.0f}",
-                    f"{median(ratios):.2f}",
-                    "higher is better; peer on httpx",
+                    overhead.spread(ratios),
+                    f"higher is better (target >= {overhead.TARGET_PEER[mode]:.0f}); peer on httpx",
                 )
     if parsed:
         rows = {row.key: row for row in parsed}
         sdk_row, peer_row = rows[parse.shipped_key()], rows["peer"]
         for shape in ("pipelines list", "50 statuses lists", "whole account"):
+            mine, theirs = median(sdk_row.times[shape]), median(peer_row.times[shape])
             t.add(
                 f"5. parse {shape}, ms",
-                f"{sdk_row.times[shape] * 1000:.1f}",
-                f"{peer_row.times[shape] * 1000:.1f}",
-                f"{sdk_row.times[shape] / peer_row.times[shape]:.2f}",
+                f"{mine * 1000:.1f}",
+                f"{theirs * 1000:.1f}",
+                f"{mine / theirs:.2f}",
                 "lower is better"
                 + ("; peer leaves descriptions untyped" if shape != "pipelines list" else ""),
             )
         t.add(
-            "5. memory held by the parsed account, MB",
-            f"{sdk_row.retained / 1e6:.1f}",
-            f"{peer_row.retained / 1e6:.1f}",
-            f"{sdk_row.retained / peer_row.retained:.2f}",
+            "5. memory held by the parsed account, MB (tracemalloc / RSS growth)",
+            f"{sdk_row.retained / 1e6:.1f} / {sdk_row.rss / 1e6:.1f}",
+            f"{peer_row.retained / 1e6:.1f} / {peer_row.rss / 1e6:.1f}",
+            f"{sdk_row.retained / peer_row.retained:.2f} / "
+            f"{sdk_row.rss / max(peer_row.rss, 1):.2f}",
             "lower is better",
         )
     return t
