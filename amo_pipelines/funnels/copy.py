@@ -138,10 +138,9 @@ async def copy_funnels(
         for pid, read in zip(reads, done, strict=True)
         if not isinstance(read, BaseException)
     }
-    spec = snapshot_to_spec(
-        Snapshot(host=listed.host, pipelines=listed.pipelines, described=described),
-        now=started,
-    )
+    # The export: the listing with every pipeline as read (made once, shared with targets).
+    pipelines = tuple(shared.wanted(p, described[p.id or 0]) for p in skeleton.pipelines)
+    spec = attrs.evolve(skeleton, pipelines=pipelines)
     return CopyResult(spec=spec, targets=list(outcomes))
 
 
@@ -213,9 +212,7 @@ async def _fill(
     watch.advance()
     snapshot = Snapshot(host=account_host(amo), pipelines=tuple(listing), described={})
     # Pipelines first, without their statuses: those follow as the source's reads arrive.
-    plan = plan_against(skeleton, snapshot, prune=prune, embed=False)
-    for step in plan.steps:
-        step.statuses = StatusSteps()
+    plan = plan_against(skeleton, snapshot, prune=prune, pipelines_only=True)
     result = _result(plan, applied=True)  # the matched pipelines' ids
     failures: list[str] = []
     outcome.lines = plan.lines

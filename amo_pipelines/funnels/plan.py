@@ -164,12 +164,13 @@ def plan_against(
     *,
     prune: bool = False,
     reads: int = 0,
-    embed: bool = True,
+    pipelines_only: bool = False,
 ) -> Plan:
     """The plan of ``spec`` against a snapshot already read (pure: sends nothing).
 
-    ``embed=False`` creates new pipelines without their custom statuses (for a caller that
-    creates those itself, as ``copy`` does while the source is still being read)."""
+    ``pipelines_only``: plan the pipelines alone, new ones without their custom statuses
+    (for a caller that plans and writes the statuses itself, as ``copy`` does while the
+    source is still being read)."""
     matched = match_pipelines(spec, snapshot)
     same = same_account(spec, snapshot)
     lines: list[Line] = []
@@ -186,9 +187,10 @@ def plan_against(
     for i, (ps, live) in enumerate(zip(spec.pipelines, matched, strict=True)):
         where = f"pipeline {ps.name!r}"
         if live is None:
-            step = _new_pipeline(i, ps, sorts[i], lines, where, embed=embed)
+            step = _new_pipeline(i, ps, sorts[i], lines, where, embed=not pipelines_only)
         else:
             step = _changed_pipeline(i, ps, live, i not in keep, sorts[i], names, lines, where)
+        if live is not None and not pipelines_only:
             step.statuses = plan_statuses(
                 ps,
                 snapshot.statuses(live),
