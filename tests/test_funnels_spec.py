@@ -53,6 +53,7 @@ def test_a_year_read_as_a_number(tmp_path: Path) -> None:
         ("pipelines:\n- {name: a, is_main: maybe}\n", 2, "pipelines[0].is_main", "true or"),
         ("pipelines: [\n", 2, None, "not valid YAML"),
         ("version: 2\npipelines: []\n", 1, "version", "version 1"),
+        ("pipelines: &a\n- *a\n", 1, None, "refers to itself"),
     ],
 )
 def test_schema_errors(tmp_path: Path, text: str, line: int, field: str | None, words: str) -> None:

@@ -61,18 +61,21 @@ def read_text(text: str, path: str) -> Located:
         raise SpecError(f"not valid YAML: {e}", path=path, line=None, field=None) from None
     if node is None:
         raise SpecError("the file is empty", path=path, line=1, field=None)
-    return _from_node(node, yaml.SafeLoader(""), path)
+    return _from_node(node, yaml.SafeLoader(""), path, ())
 
 
-def _from_node(node: Any, loader: Any, path: str) -> Located:
+def _from_node(node: Any, loader: Any, path: str, parents: tuple[int, ...]) -> Located:
     import yaml
 
     line = node.start_mark.line + 1
     kind = _TAGS.get(node.tag, node.tag)
+    if id(node) in parents:  # an alias of an enclosing node (`&a [*a]`): no end to it
+        raise SpecError("an alias refers to itself", path=path, line=line, field=None)
+    parents = (*parents, id(node))
     if isinstance(node, yaml.MappingNode):
         items: dict[str, Located] = {}
         for key_node, value_node in node.value:
-            key = _from_node(key_node, loader, path)
+            key = _from_node(key_node, loader, path, parents)
             if key.kind != "str":
                 raise SpecError(
                     f"keys must be strings, got {key.raw!r}", path=path, line=key.line, field=None
@@ -81,10 +84,10 @@ def _from_node(node: Any, loader: Any, path: str) -> Located:
                 raise SpecError(
                     f"key {key.value!r} is repeated", path=path, line=key.line, field=None
                 )
-            items[key.value] = _from_node(value_node, loader, path)
+            items[key.value] = _from_node(value_node, loader, path, parents)
         return Located(items, "map", line)
     if isinstance(node, yaml.SequenceNode):
-        return Located([_from_node(n, loader, path) for n in node.value], "seq", line)
+        return Located([_from_node(n, loader, path, parents) for n in node.value], "seq", line)
     if isinstance(node, yaml.ScalarNode):
         try:
             value = loader.construct_object(node, deep=True)
