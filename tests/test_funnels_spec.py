@@ -54,6 +54,16 @@ def test_a_year_read_as_a_number(tmp_path: Path) -> None:
         ("pipelines: [\n", 2, None, "not valid YAML"),
         ("version: 2\npipelines: []\n", 1, "version", "version 1"),
         ("pipelines: &a\n- *a\n", 1, None, "refers to itself"),
+        (
+            "x: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+            + "".join(
+                f"x{i}: &a{i} [{', '.join(['*a' if i == 0 else f'*a{i - 1}'] * 10)}]\n"
+                for i in range(6)
+            ),
+            1,
+            None,
+            "aliases repeated",
+        ),
     ],
 )
 def test_schema_errors(tmp_path: Path, text: str, line: int, field: str | None, words: str) -> None:

@@ -61,14 +61,29 @@ def read_text(text: str, path: str) -> Located:
         raise SpecError(f"not valid YAML: {e}", path=path, line=None, field=None) from None
     if node is None:
         raise SpecError("the file is empty", path=path, line=1, field=None)
-    return _from_node(node, yaml.SafeLoader(""), path, ())
+    return _from_node(node, _Loader(yaml.SafeLoader("")), path, ())
 
 
-def _from_node(node: Any, loader: Any, path: str, parents: tuple[int, ...]) -> Located:
+MAX_NODES = 200_000
+"""A legal file has at most some 50 x 100 x 10 values; aliases must not multiply them."""
+
+
+class _Loader:
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+        self.nodes = 0
+
+
+def _from_node(node: Any, loader: _Loader, path: str, parents: tuple[int, ...]) -> Located:
     import yaml
 
     line = node.start_mark.line + 1
     kind = _TAGS.get(node.tag, node.tag)
+    loader.nodes += 1
+    if loader.nodes > MAX_NODES:
+        raise SpecError(
+            f"more than {MAX_NODES} values (aliases repeated?)", path=path, line=line, field=None
+        )
     if id(node) in parents:  # an alias of an enclosing node (`&a [*a]`): no end to it
         raise SpecError("an alias refers to itself", path=path, line=line, field=None)
     parents = (*parents, id(node))
@@ -90,7 +105,7 @@ def _from_node(node: Any, loader: Any, path: str, parents: tuple[int, ...]) -> L
         return Located([_from_node(n, loader, path, parents) for n in node.value], "seq", line)
     if isinstance(node, yaml.ScalarNode):
         try:
-            value = loader.construct_object(node, deep=True)
+            value = loader.loader.construct_object(node, deep=True)
         except yaml.YAMLError as e:
             raise SpecError(f"unreadable value: {e}", path=path, line=line, field=None) from None
         return Located(value, kind, line, node.value)
