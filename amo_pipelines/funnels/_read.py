@@ -50,7 +50,8 @@ def read_text(text: str, path: str) -> Located:
             return _from_json(text, path)
         raise ExtraMissingError("PyYAML", f"reading the YAML file {path}") from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        # libyaml's parser when PyYAML has it: ten times faster, with the same marks.
+        node = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else None
