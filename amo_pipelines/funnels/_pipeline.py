@@ -112,7 +112,7 @@ def plan_statuses(
             NewStatus(
                 name=spec.name,
                 sort=sort,
-                color=_palette(spec.color, lines, where, spec.name),
+                color=palette_color(spec.color, lines, where, spec.name),
                 descriptions=[
                     DescriptionInput.create(lvl, t) for lvl, t in spec.descriptions or ()
                 ],
@@ -195,7 +195,7 @@ def _changes(
     if spec.color is not None and spec.color != status.color.lower():
         color = nearest_palette_color(spec.color)
         if color != status.color.lower():  # warn only when the nearest color is written
-            changes["color"] = _palette(spec.color, lines, where, spec.name)
+            changes["color"] = palette_color(spec.color, lines, where, spec.name)
             notes.append(f"color {status.color} -> {color}")
     if spec.descriptions is not None and status.descriptions is not None:
         held = {str(d.level): d for d in status.descriptions}
@@ -221,7 +221,7 @@ def _changes(
     return changes, notes
 
 
-def _palette(color: str | None, lines: list[Line], where: str, name: str) -> str | None:
+def palette_color(color: str | None, lines: list[Line], where: str, name: str) -> str | None:
     if color is None:
         return None
     mapped = nearest_palette_color(color)

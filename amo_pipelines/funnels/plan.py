@@ -24,11 +24,11 @@ from collections.abc import Sequence
 from attrs import define, field, frozen
 
 from ..client import AmoClient
-from ..constants import MAX_CUSTOM_STATUSES_PER_PIPELINE, MAX_PIPELINES_PER_ACCOUNT
+from ..constants import MAX_PIPELINES_PER_ACCOUNT
 from ..inputs import NewPipeline, NewStatus, PipelineUpdate
 from ..models import Pipeline
 from ._order import longest_increasing, pipeline_sorts
-from ._pipeline import StatusSteps, _palette, plan_statuses
+from ._pipeline import StatusSteps, palette_color, plan_statuses
 from .errors import PlanError
 from .export import Snapshot, read_account
 from .fingerprint import fingerprint
@@ -254,7 +254,9 @@ def _new_pipeline(
         []
         if described
         else [
-            NewStatus(name=s.name, sort=20 + 10 * n, color=_palette(s.color, lines, where, s.name))
+            NewStatus(
+                name=s.name, sort=20 + 10 * n, color=palette_color(s.color, lines, where, s.name)
+            )
             for n, s in enumerate(custom)
         ]
     )
@@ -308,7 +310,6 @@ def _changed_pipeline(
 
 
 __all__ = [
-    "MAX_CUSTOM_STATUSES_PER_PIPELINE",
     "Line",
     "PipelineStep",
     "Plan",
