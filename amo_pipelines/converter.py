@@ -34,9 +34,11 @@ from .models import (
     Pipeline,
     PipelineCollection,
     PipelineEmbedded,
+    PipelinesEmbedded,
     Status,
     StatusCollection,
     StatusDescription,
+    StatusesEmbedded,
 )
 
 
@@ -212,10 +214,12 @@ class _Descriptions:
         self._dated = tuple(
             itemgetter(_DESCRIPTION_FIELDS.index(n)) for n in ("created_at", "updated_at")
         )
-        self._dates: dict[str, datetime] = {}
+        self._dates: dict[str | None, datetime | None] = {None: None}
         self._set = _slot_setters(StatusDescription, _DESCRIPTION_FIELDS)
 
     def _date(self, value: str | None) -> datetime | None:
+        """The date of a ``created_at`` / ``updated_at`` value, parsed once per string (the
+        descriptions of one answer share few timestamps)."""
         if value is None:
             return None
         found = self._dates.get(value)
@@ -223,6 +227,7 @@ class _Descriptions:
             found = datetime.fromisoformat(value)  # ValueError for a string that is no date
             if len(self._dates) >= _DATES_KEPT:
                 self._dates.clear()
+                self._dates[None] = None
             self._dates[value] = found
         return found
 
@@ -258,7 +263,7 @@ class _Descriptions:
             set_created_by,
             set_updated_by,
         ) = self._set
-        date = self._date
+        date, dates = self._date, self._dates
         out = []
         for row in map(self._row, items):
             (
@@ -280,8 +285,14 @@ class _Descriptions:
             set_status_id(made, status_id)
             set_level(made, level)
             set_description(made, description)
-            set_created_at(made, date(created_at))
-            set_updated_at(made, date(updated_at))
+            try:  # parsed by check() already, most likely
+                set_created_at(made, dates[created_at])
+            except KeyError:
+                set_created_at(made, date(created_at))
+            try:
+                set_updated_at(made, dates[updated_at])
+            except KeyError:
+                set_updated_at(made, date(updated_at))
             set_created_by(made, created_by)
             set_updated_by(made, updated_by)
             out.append(made)
@@ -583,20 +594,73 @@ def make_converter(*, strict: bool = False) -> Converter:
     if not strict:
         c.register_structure_hook(Pipeline, _fast_pipeline(pipeline, statuses))
         _register_tuple_of(c, Pipeline)
-    for collection in (PipelineCollection, StatusCollection):
-        c.register_structure_hook(
+    for collection, embedded, key in (
+        (PipelineCollection, PipelinesEmbedded, "pipelines"),
+        (StatusCollection, StatusesEmbedded, "statuses"),
+    ):
+        generated = make_dict_structure_fn(
             collection,
-            make_dict_structure_fn(
-                collection,
-                c,
-                _cattrs_forbid_extra_keys=strict,
-                total_items=override(rename="_total_items"),
-                self_href=self_href,
-                embedded=override(rename="_embedded"),
-            ),
+            c,
+            _cattrs_forbid_extra_keys=strict,
+            total_items=override(rename="_total_items"),
+            self_href=self_href,
+            embedded=override(rename="_embedded"),
         )
+        c.register_structure_hook(collection, generated)
+        if not strict:
+            items = c.get_structure_hook(_ITEMS[collection])
+            c.register_structure_hook(
+                collection, _fast_collection(collection, embedded, key, items, generated)
+            )
     _register_inputs(c)
     return c
+
+
+_ITEMS: dict[type, Any] = {
+    PipelineCollection: tuple[Pipeline, ...],
+    StatusCollection: tuple[Status, ...],
+}
+
+
+def _fast_collection(
+    cls: type[Any],
+    embedded_cls: type[Any],
+    key: str,
+    items: Callable[[Any, Any], tuple[Any, ...]],
+    generated: Callable[[Any, type], Any],
+) -> Callable[[Any, type], Any]:
+    """A collection response: ``_embedded`` holding exactly ``key``, a list."""
+    set_embedded, set_total_items, set_self_href = _slot_setters(
+        cls, ("embedded", "total_items", "self_href")
+    )
+    (set_items,) = _slot_setters(embedded_cls, (key,))
+    assert tuple(a.name for a in cls.__attrs_attrs__) == ("embedded", "total_items", "self_href")
+    item_type = _ITEMS[cls]
+
+    def structure(d: Any, _: type) -> Any:
+        if type(d) is not dict:
+            return generated(d, cls)
+        get = d.get
+        embedded = get("_embedded")
+        total = get("_total_items")
+        href = _href(get("_links"))
+        if (
+            type(embedded) is not dict
+            or len(embedded) != 1
+            or type(found := embedded.get(key)) is not list
+            or (total is not None and type(total) is not int)
+            or href is False
+        ):
+            return generated(d, cls)
+        inner = _new(embedded_cls)
+        set_items(inner, items(found, item_type))
+        out = _new(cls)
+        set_embedded(out, inner)
+        set_total_items(out, total)
+        set_self_href(out, href)
+        return out
+
+    return structure
 
 
 def _register_inputs(c: Converter) -> None:

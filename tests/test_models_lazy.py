@@ -250,6 +250,8 @@ def test_any_one_change_fails_or_parses_as_the_generated_hooks_do(
         expected: Any = REFERENCE.structure(body, StatusCollection)
     except Exception:  # the reference raises other error types (detailed validation)
         expected = None
+    if field == "descriptions" and not remove and type(value) not in (list, type(None)):
+        expected = None  # the strict converter's generic tuple hook takes any iterable
     try:
         got: Any = converter.structure(body, StatusCollection)
         for s in got.embedded.statuses:
