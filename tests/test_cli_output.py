@@ -67,7 +67,7 @@ def test_tokens_per_subdomain_and_targets_files(tmp_path: Path) -> None:
         load_targets(str(file))
 
 
-async def test_an_oauth_token_file_is_used_and_refreshed(tmp_path: Path) -> None:
+async def test_an_oauth_token_file_is_used_as_is_or_through_oauth2(tmp_path: Path) -> None:
     tokens = tmp_path / "tokens.json"
     async with Emulator(config(access_token_lifetime=60)) as emu:
         cfg = emu.config
