@@ -255,6 +255,7 @@ class Measured:
     sizes: dict[str, int]  # endpoint -> body bytes
     decomposition: list[tuple[str, float, float, float, float]]
     profiles: list[Profile]
+    layers: dict[tuple[str, str], list[float]]
 
 
 async def _warm(clients: Clients) -> None:
@@ -303,13 +304,14 @@ async def _measure() -> Measured:
                                 f"  overhead: round {round_ + 1} of {PAIRED_ROUNDS} done",
                                 flush=True,
                             )
+                    layers = await _layers(replayed)
                     profiles = await _profiles(replayed)
                 finally:
                     await replayed.aclose()
             decomposition = await _decompose(emulated)
         finally:
             await emulated.aclose()
-    return Measured(cells, sizes, decomposition, profiles)
+    return Measured(cells, sizes, decomposition, profiles, layers)
 
 
 # --------------------------------------------------------------------------- where the time goes
@@ -463,6 +465,69 @@ async def _profiles(clients: Clients) -> list[Profile]:
     return out
 
 
+LAYER_ROUNDS = 10
+LAYERS = (
+    ("raw aiohttp + orjson", "raw"),
+    ("SDK transport alone (AiohttpTransport.send of a built Request) + orjson", "transport"),
+    ("+ BatchStopPolicy, LoggingPolicy", "batch"),
+    ("+ ThrottlePolicy (limiter slot, circuit breaker, close gate)", "throttle"),
+    ("+ AuthPolicy (token, signed Request)", "auth"),
+    ("+ RetryPolicy = the client's whole policy chain", "retry"),
+    ("AmoClient.request (URL, Request, status check) + orjson", "request"),
+    ("AmoClient.fetch (+ loads, checks, converter.structure)", "fetch"),
+    ("amo.pipelines.get (+ path, watermark): the SDK call", "sdk"),
+)
+
+
+async def _layers(clients: Clients) -> dict[tuple[str, str], list[float]]:
+    """Client CPU per call of ``pipelines.get`` against the replay server, the SDK taken
+    apart layer by layer (benchmark-only use of the client's private ``_policies``,
+    ``_transport`` and ``_url``); interleaved rounds, so each layer's figure is comparable
+    with the one above it."""
+    from amo_pipelines.policies import chain
+    from amo_pipelines.transport.base import Request
+
+    endpoint = ENDPOINTS[0]
+    amo = clients.sdk
+    policies, transport = amo._policies, amo._transport
+    await amo.pipelines.get(MAIN)
+    request = Request(
+        method="GET",
+        url=amo._url(endpoint.path, ()),
+        headers={"authorization": f"Bearer {clients.token}", "accept": "application/hal+json"},
+    )
+
+    def over(handler: Callable[[Request], Awaitable[Response]]) -> Call:
+        async def call() -> object:
+            return orjson.loads((await handler(request)).body)
+
+        return call
+
+    async def request_only() -> object:
+        return orjson.loads((await amo.request("GET", endpoint.path)).body)
+
+    calls: dict[str, Call] = {
+        "raw": clients.raw(endpoint),
+        "transport": over(chain([], transport)),
+        "batch": over(chain(policies[3:], transport)),
+        "throttle": over(chain(policies[2:], transport)),
+        "auth": over(chain(policies[1:], transport)),
+        "retry": over(chain(policies, transport)),
+        "request": request_only,
+        "fetch": lambda: amo.fetch("GET", endpoint.path, Pipeline),
+        "sdk": sdk_call(amo, endpoint),
+    }
+    for call in calls.values():
+        for _ in range(100):
+            await call()
+    out: dict[tuple[str, str], list[float]] = {}
+    for _ in range(LAYER_ROUNDS):
+        for mode in MODES:
+            for key, call in calls.items():
+                out.setdefault((mode, key), []).append((await _timed(call, mode, BLOCK))[1])
+    return out
+
+
 # --------------------------------------------------------------------------- tables
 
 
@@ -591,12 +656,40 @@ def tables(m: Measured, profile_path: Path) -> list[Table]:
         "statuses with descriptions, making the descriptions on first read."
     ]
     result.append(decomposition)
+    layered = Table(
+        f"3c. Where the client's CPU goes, layer by layer: pipelines.get against the replay "
+        f"server, client CPU us per call, median of {LAYER_ROUNDS} interleaved rounds of "
+        f"{BLOCK}-call blocks (min..max)",
+        ["layer", *(f"{mode} us/call" for mode in MODES), *(f"{mode}: added" for mode in MODES)],
+    )
+    previous: dict[str, float] = {}
+    for label, key in LAYERS:
+        values = [m.layers[(mode, key)] for mode in MODES]
+        here = [median(v) for v in values]
+        added = [
+            "-" if mode not in previous else f"{h - previous[mode]:+.1f}"
+            for mode, h in zip(MODES, here, strict=True)
+        ]
+        layered.add(
+            label,
+            *(f"{median(v):.1f} ({min(v):.0f}..{max(v):.0f})" for v in values),
+            *added,
+        )
+        previous = dict(zip(MODES, here, strict=True))
+    layered.notes = [
+        "Each layer runs the same GET with everything below it: the transport alone gets "
+        "a Request built once, the policy rows add the client's own policies innermost "
+        "first (its limiter here is the limits-off one, as in the 'SDK off' rows). "
+        "'added' = this layer's median minus the one above it; medians of separately "
+        "timed blocks, so a small negative step is noise.",
+    ]
+    result.append(layered)
     names = sorted(
         {c for p in m.profiles for c in p.components},
         key=lambda c: -max(p.components.get(c, 0.0) for p in m.profiles),
     )
     compared = Table(
-        "3c. Where the client's CPU goes (cProfile, self time by component, us per call): "
+        "3d. Where the client's CPU goes (cProfile, self time by component, us per call): "
         + "; ".join(f"({i + 1}) {p.title}" for i, p in enumerate(m.profiles)),
         ["component", *(f"({i + 1})" for i in range(len(m.profiles)))],
     )
@@ -611,7 +704,7 @@ def tables(m: Measured, profile_path: Path) -> list[Table]:
     result.append(compared)
     for i, profile in enumerate(m.profiles[1:], start=2):
         top = Table(
-            f"3c.{i}. top 15 functions by self time: {profile.title}",
+            f"3d.{i}. top 15 functions by self time: {profile.title}",
             ["function", "calls", "self us/call", "share"],
         )
         for label, ncalls, us, share in profile.top:
