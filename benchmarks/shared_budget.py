@@ -8,9 +8,9 @@ are separate Python processes with their own event loops and clients.
     is the first to the last arrival at the server and ideal the least that 7 per second
     allows, (N - 1) // 7 seconds; 429s and the most arrivals in any 1-s window.
 (b) 8 tokens on one account, 8 processes, 70 GETs each, so the 50/s account limit binds.
-(c) 4 processes on one token, 50-150 ms of server latency, one of them killed with
-    SIGKILL mid-run: the others finish, and the longest pause in arrivals after the kill
-    against lease + one period (the killed process's pending places are held that long).
+(c) A process whose 7 requests hold every place of the token (the server answers them
+    only after 10 minutes) is killed with SIGKILL while 3 others wait: when the others
+    get their first place after the kill, against lease + one period, and their rate.
 (d) The cost of one grant (acquire) and one answer (complete) per store, in microseconds.
 
 Redis needs ``redis-server`` on the PATH and the ``redis`` extra; without them its rows say
@@ -38,12 +38,13 @@ from typing import Any
 from .common import ROOT, Table
 
 PIPELINES = "/api/v4/leads/pipelines"
+SLOW = "/api/v4/leads/pipelines/999999999"  # answered after 10 minutes: places stay pending
 LEASE = 3.0  # seconds: the workers' stores (so that (c) shows the bound in a short run)
 
 EMULATOR = textwrap.dedent(
     """
     import asyncio, json, os, sys
-    from amo_pipelines.emulator import Emulator, EmulatorConfig
+    from amo_pipelines.emulator import Emulator, EmulatorConfig, Fault
 
     async def main() -> None:
         o = json.loads(sys.argv[1])
@@ -52,10 +53,11 @@ EMULATOR = textwrap.dedent(
             tokens = [emu.admin_token] + [
                 emu.issue_tokens()["access_token"] for _ in range(o["tokens"] - 1)
             ]
+            emu.faults.add(Fault.latency(600.0), path=o["slow"], times=None)
             print(json.dumps({"url": emu.url, "tokens": tokens}), flush=True)
             await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
             index = {token: i for i, token in enumerate(tokens)}
-            log = [[e.arrived_at, index.get(e.token, -1), e.status]
+            log = [[e.arrived_at, index.get(e.token, -1), e.status, e.path]
                    for e in emu.request_log if e.path.startswith("/api/")]
             print(json.dumps(log), flush=True)
             os._exit(0)
@@ -105,7 +107,7 @@ class Server:
 
 @contextmanager
 def _emulator(tokens: int = 1, latency: tuple[float, float] | None = None) -> Iterator[Any]:
-    options = json.dumps({"tokens": tokens, "latency": latency})
+    options = json.dumps({"tokens": tokens, "latency": latency, "slow": SLOW})
     proc = subprocess.Popen(
         [sys.executable, "-c", EMULATOR, options],
         cwd=ROOT,
@@ -127,7 +129,9 @@ def _emulator(tokens: int = 1, latency: tuple[float, float] | None = None) -> It
         proc.stdout.close()
 
 
-def _worker(server: Server, store: Store, token: int, requests: int, clients: int) -> Any:
+def _worker(
+    server: Server, store: Store, token: int, requests: int, clients: int, path: str = PIPELINES
+) -> Any:
     options = {
         "url": server.url,
         "token": server.tokens[token],
@@ -136,7 +140,7 @@ def _worker(server: Server, store: Store, token: int, requests: int, clients: in
         "redis": store.redis_url,
         "prefix": store.prefix,
         "lease": LEASE,
-        "path": PIPELINES,
+        "path": path,
     }
     return subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(options)], cwd=ROOT)
 
@@ -217,27 +221,15 @@ def _account(server: Server) -> str:
 
 
 def _run(
-    store: Store,
-    *,
-    tokens: int,
-    workers: int,
-    per_worker: int,
-    clients: int,
-    latency: tuple[float, float] | None = None,
-    kill_after: float | None = None,
+    store: Store, *, tokens: int, workers: int, per_worker: int, clients: int
 ) -> dict[str, Any]:
-    with _emulator(tokens, latency) as (server, log):
+    with _emulator(tokens) as (server, log):
         asyncio.run(_warm(store, _account(server)))
         procs = [_worker(server, store, w % tokens, per_worker, clients) for w in range(workers)]
-        killed_at = None
-        if kill_after is not None:
-            time.sleep(kill_after)
-            os.kill(procs[0].pid, signal.SIGKILL)
-            killed_at = time.monotonic()
         codes = [proc.wait(timeout=600) for proc in procs]
     arrivals = sorted(entry[0] for entry in log)
     per_token = [_most_in_one_second([e[0] for e in log if e[1] == t]) for t in range(tokens)]
-    result: dict[str, Any] = {
+    return {
         "n": len(log),
         "wall": arrivals[-1] - arrivals[0] if arrivals else 0.0,
         "429": sum(1 for e in log if e[2] == 429),
@@ -245,22 +237,34 @@ def _run(
         "max_account": _most_in_one_second(arrivals),
         "finished": sum(1 for code in codes if code == 0),
     }
-    if killed_at is not None:
-        # Arrivals per second: before the kill, while the dead process's places may still
-        # be held (lease + one period), and after that until the end.
-        bound = killed_at + LEASE + 1.0
 
-        def rate(start: float, end: float) -> float:
-            # Over whole seconds, so that no burst is cut in half by the edges.
-            seconds = int(end - start)
-            inside = sum(1 for t in arrivals if start <= t < start + seconds)
-            return inside / seconds if seconds > 0 else 0.0
 
-        # (without the first second's burst and the last second, when workers finish)
-        result["before"] = rate(arrivals[0] + 1.0, killed_at)
-        result["held"] = rate(killed_at, bound)
-        result["after"] = rate(bound, arrivals[-1] - 1.0)
-    return result
+def _run_kill(store: Store) -> dict[str, Any]:
+    """One worker takes all 7 places with requests the server answers only after 10
+    minutes, three others queue behind it, and it is killed: the others must get the
+    places back within lease + one period, then run at the full rate."""
+    with _emulator() as (server, log):
+        asyncio.run(_warm(store, _account(server)))
+        stuck = _worker(server, store, 0, 7, 1, path=SLOW)
+        time.sleep(2.0)  # its 7 requests are on the wire, holding the 7 places
+        others = [_worker(server, store, 0, 21, 2) for _ in range(3)]
+        time.sleep(2.0)
+        os.kill(stuck.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        stuck.wait()
+        codes = [proc.wait(timeout=600) for proc in others]
+    mine = sorted(entry[0] for entry in log if entry[3] == PIPELINES)
+    after = mine[0] - killed_at if mine else float("nan")
+    # Whole seconds from the first arrival of the others to the end of their last burst.
+    seconds = int(mine[-1] - mine[0]) + 1 if mine else 0
+    return {
+        "finished": sum(1 for code in codes if code == 0),
+        "held": sum(1 for entry in log if entry[3] == SLOW),
+        "first_after_kill": after,
+        "rate": len(mine) / seconds if seconds else 0.0,
+        "429": sum(1 for entry in log if entry[2] == 429),
+        "max_token": _most_in_one_second([entry[0] for entry in log]),
+    }
 
 
 async def _grant_cost(store: Any, rounds: int = 2000) -> tuple[float, float]:
@@ -355,21 +359,14 @@ def run_all() -> list[Table]:
                     r["max_token"],
                     r["max_account"],
                 )
-                r = _run(
-                    store,
-                    tokens=1,
-                    workers=4,
-                    per_worker=40,
-                    clients=2,
-                    latency=(0.05, 0.15),
-                    kill_after=6.0,
-                )
+                r = _run_kill(store)
                 c.add(
                     store.name,
                     f"{r['finished']} of 3",
-                    r["before"],
                     r["held"],
-                    r["after"],
+                    r["first_after_kill"],
+                    LEASE + 1.0,
+                    r["rate"],
                     r["429"],
                     r["max_token"],
                 )
@@ -387,11 +384,11 @@ def run_all() -> list[Table]:
     a.notes.append("wall = first to last arrival at the server; ideal = (N - 1) // 7 s.")
     b.notes.append("8 tokens x 7/s = 56/s > 50/s: the account window binds; ideal = (N-1)//50 s.")
     c.notes.append(
-        f"Worker 1 of 4 killed (SIGKILL) 6 s in; leases {LEASE:g} s. Arrivals per second "
-        "before the kill (from the end of the first second), during lease + one period "
-        "after it (the dead worker's pending places may still be held), and after that "
-        "(to the last second): the last is back at the first. A place is held until the "
-        "answer and 1 s after, so with 50-150 ms latency the steady rate is about 7 / 1.1."
+        f"One worker's 7 requests hold all 7 places (the server answers them after 10 "
+        "minutes); 3 workers x 2 clients queue 63 GETs behind them; the first is killed "
+        f"(SIGKILL). Leases {LEASE:g} s: its places fall free between 2/3 of a lease and a "
+        "lease after the kill, plus one period (bound). rate = the others' arrivals per "
+        "second, from their first to the end of their last burst (the limit is 7)."
     )
     d.notes.append(
         "Each grant answered at once; windows that never fill. The file store takes a lock "
@@ -419,12 +416,13 @@ _TABLES = [
         ],
     ),
     (
-        "7c. kill -9 of one of 4 workers mid-run (one token, 50-150 ms server latency)",
+        "7c. kill -9 of a worker holding all 7 places of the token, 3 workers waiting",
         [
             "store",
             "others finished",
-            "rate before /s",
-            "rate in lease + 1 s /s",
+            "places held",
+            "first grant after kill s",
+            "bound s",
             "rate after /s",
             "429s",
             "max in 1 s",

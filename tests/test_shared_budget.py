@@ -40,7 +40,7 @@ EMULATOR = textwrap.dedent(
             tokens = [emu.admin_token] + [
                 emu.issue_tokens()["access_token"] for _ in range(options["tokens"] - 1)
             ]
-            emu.faults.add(Fault.latency(60.0), path=options["slow"])
+            emu.faults.add(Fault.latency(60.0), path=options["slow"], times=None)
             print(json.dumps({"url": emu.url, "tokens": tokens}), flush=True)
             await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
             index = {token: i for i, token in enumerate(tokens)}
@@ -227,6 +227,8 @@ def test_a_killed_process_frees_its_places(store: tuple[str, str | None, str]) -
         stuck.communicate(timeout=30)
         finish(server.worker(*store, requests=7, lease=1.0))
     assert sorted(entry[3] for entry in server.log) == [PIPELINES] * 7 + [SLOW] * 7
+    # The killed process's seven were never answered: they held all seven places.
+    assert [entry[2] for entry in server.log if entry[3] == SLOW] == [None] * 7
     check_budget(server.log)
 
 
