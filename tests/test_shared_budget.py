@@ -28,6 +28,8 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINES = "/api/v4/leads/pipelines"
 SLOW = "/api/v4/leads/pipelines/999999999"  # answers after a long latency (kill test)
+LIMITED = "/api/v4/leads/pipelines/888888888"  # answers 429, retry after 2 s (pause test)
+PATHS = {"slow": SLOW, "limited": LIMITED}
 
 EMULATOR = textwrap.dedent(
     """
@@ -41,6 +43,7 @@ EMULATOR = textwrap.dedent(
                 emu.issue_tokens()["access_token"] for _ in range(options["tokens"] - 1)
             ]
             emu.faults.add(Fault.latency(60.0), path=options["slow"], times=None)
+            emu.faults.add(Fault.status(429, retry_after=2.0), path=options["limited"])
             print(json.dumps({"url": emu.url, "tokens": tokens}), flush=True)
             await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
             index = {token: i for i, token in enumerate(tokens)}
@@ -60,6 +63,7 @@ WORKER = textwrap.dedent(
     import asyncio, json, sys
     from amo_pipelines import AmoClient
     from amo_pipelines.ratelimit import RateLimiter
+    from amo_pipelines.retry import NO_RETRY
 
     async def main() -> None:
         o = json.loads(sys.argv[1])
@@ -75,11 +79,18 @@ WORKER = textwrap.dedent(
             from amo_pipelines.stores import FileWindowStore
             limiter = RateLimiter(store=FileWindowStore(lease=o["lease"]))
         clients = [
-            AmoClient(base_url=o["url"], access_token=o["token"], rate_limiter=limiter)
+            AmoClient(
+                base_url=o["url"],
+                access_token=o["token"],
+                rate_limiter=limiter,
+                retry=NO_RETRY if o["path"] == o["limited"] else None,
+            )
             for _ in range(o["clients"])
         ]
         calls = [clients[i % len(clients)].request("GET", o["path"]) for i in range(o["requests"])]
-        if o["path"] != o["slow"]:
+        if o["path"] == o["limited"]:  # the pause test: one 429, no retry
+            await asyncio.gather(*calls, return_exceptions=True)
+        elif o["path"] != o["slow"]:
             await asyncio.gather(*calls)
         else:  # the kill test: announce the requests are out, then wait to be killed
             tasks = [asyncio.ensure_future(call) for call in calls]
@@ -127,6 +138,7 @@ class Server:
             "lease": lease,
             "path": path,
             "slow": SLOW,
+            "limited": LIMITED,
             # Redis grants nothing for lease + 1 s after an account's keys first appear.
             "announce_after": 1.0 + (0.0 if store == "file" else (lease or 15.0) + 1.0),
         }
@@ -141,7 +153,7 @@ class Server:
 @contextmanager
 def emulator(tokens: int = 1) -> Iterator[Server]:
     process = subprocess.Popen(
-        [sys.executable, "-c", EMULATOR, json.dumps({"tokens": tokens, "slow": SLOW})],
+        [sys.executable, "-c", EMULATOR, json.dumps({"tokens": tokens, **PATHS})],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -261,3 +273,15 @@ def test_two_event_loops_of_one_process_share_the_budget() -> None:
         asyncio.run(seven_gets(server.url, server.tokens[0]))
     assert len(server.log) == 14
     check_budget(server.log)
+
+
+def test_a_429_in_one_process_pauses_the_next_one(store: tuple[str, str | None, str]) -> None:
+    """The 429 pause is the account's: a process started right after another one met a
+    429 (retry after 2 s) sends nothing before the pause ends, as the server sees it."""
+    with emulator() as server:
+        finish(server.worker(*store, requests=1, lease=1.0, path=LIMITED))
+        finish(server.worker(*store, requests=7, lease=1.0))
+    [limited] = [entry for entry in server.log if entry[3] == LIMITED]
+    assert limited[2] == 429
+    after = [entry[0] for entry in server.log if entry[3] == PIPELINES]
+    assert len(after) == 7 and min(after) >= limited[0] + 2.0
