@@ -51,6 +51,7 @@ from .errors import (
 )
 from .inputs import DescriptionInput, NewPipeline, NewStatus, PipelineUpdate, StatusUpdate
 from .models import Pipeline, Status, StatusDescription
+from .ratelimit import RateLimitStoreError
 from .tokens import FileTokenStore, MemoryTokenStore, TokenSet, TokenStore
 from .transport import AiohttpTransport, Request, Response, Transport
 from .urls import parse_account_host
@@ -93,6 +94,7 @@ __all__ = [
     "PaymentRequiredError",
     "Pipeline",
     "PipelineUpdate",
+    "RateLimitStoreError",
     "RateLimitedError",
     "Request",
     "RequestNotSentError",

@@ -7,7 +7,8 @@ outcome feeds back:
 * 429: the whole account pauses for ``retry_after`` (body or ``Retry-After`` header;
   a default when the server gave none; never longer than ``max_pause``), and its rate is
   cut, to recover gradually. The retry policy then sends the request again.
-* a block (HTML 403, or a 403 soon after a 429): the circuit opens; pending and new calls
+* a block (the HTML 403 page, or a 403 saying the account or IP is blocked; the rule is
+  :func:`~amo_pipelines.errors.is_account_block`): the circuit opens; pending and new calls
   fail at once with :class:`AccountBlockedError`, and nothing more is sent.
 
 Once a request has its slot, it is checked once more before it goes out: the circuit may
