@@ -11,7 +11,13 @@ documented field is dropped silently. Input classes are unstructured to request 
 holding only the fields the caller set.
 
 It is cattrs' preconfigured orjson converter: bodies are read and written with orjson
-(see :mod:`amo_pipelines._json` for why).
+(see :mod:`amo_pipelines._json` for why). Responses take a fast path: hand-written hooks
+for the collections, pipelines and statuses check a well-formed answer's JSON types inline
+and fill the frozen models' slots directly, and hand anything else to the hooks cattrs
+generates (which raise, or structure the unusual, as they always did); a large answer's
+status descriptions are checked at parse time and made into objects on first read
+(:class:`~amo_pipelines.models.Deferred`). The strict converter uses the generated hooks
+alone.
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ from cattrs import Converter
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.preconf.orjson import make_converter as make_orjson_converter
 
-from .constants import LOST_STATUS_ID, WON_STATUS_ID, DescriptionLevel, StatusColor, StatusType
+from .constants import LOST_STATUS_ID, WON_STATUS_ID, DescriptionLevel, StatusColor
 from .inputs import DescriptionInput, NewPipeline, NewStatus, PipelineUpdate, StatusUpdate
 from .models import (
+    _STATUS_TYPES,
     Deferred,
     Pipeline,
     PipelineCollection,
@@ -353,7 +360,7 @@ def _href(links: Any) -> str | bool | None:
     return href if type(href) is str else False
 
 
-_KNOWN_TYPES = {t.value: t for t in StatusType}  # as models._status_type
+_KNOWN_TYPES = _STATUS_TYPES  # what models._status_type makes of Status.type
 
 
 class _FastStatuses:
