@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 
 from .auth import AuthProvider, LongLivedToken, OAuth2, TokenEndpoint
+from .circuit import CircuitBreaker
 from .client import AmoClient
+from .clock import FakeClock
 from .constants import (
     LOST_STATUS_ID,
     MAX_CUSTOM_STATUSES_PER_PIPELINE,
@@ -51,10 +53,13 @@ from .errors import (
 )
 from .inputs import DescriptionInput, NewPipeline, NewStatus, PipelineUpdate, StatusUpdate
 from .models import Pipeline, Status, StatusDescription
-from .ratelimit import RateLimitStoreError
+from .ratelimit import Limit, RateLimiter, RateLimitStoreError
+from .retry import NO_RETRY, RetryPolicy
+from .testing import MockTransport
 from .tokens import FileTokenStore, MemoryTokenStore, TokenSet, TokenStore
 from .transport import AiohttpTransport, Request, Response, Transport
 from .urls import parse_account_host
+from .windows import InMemoryWindowStore
 
 __version__ = "0.1.0"
 
@@ -68,6 +73,7 @@ __all__ = [
     "MAX_ITEMS_PER_REQUEST",
     "MAX_PIPELINES_PER_ACCOUNT",
     "MAX_STATUSES_PER_PIPELINE",
+    "NO_RETRY",
     "WON_STATUS_ID",
     "AccountBlockedError",
     "AiohttpTransport",
@@ -78,15 +84,20 @@ __all__ = [
     "AuthorizationRequiredError",
     "BadRequestError",
     "BatchError",
+    "CircuitBreaker",
     "ClientClosedError",
     "DescriptionInput",
     "DescriptionLevel",
+    "FakeClock",
     "FileTokenStore",
     "ForbiddenError",
     "GatewayTimeoutError",
+    "InMemoryWindowStore",
     "InvalidInputError",
+    "Limit",
     "LongLivedToken",
     "MemoryTokenStore",
+    "MockTransport",
     "NewPipeline",
     "NewStatus",
     "NotFoundError",
@@ -96,12 +107,14 @@ __all__ = [
     "PipelineUpdate",
     "RateLimitStoreError",
     "RateLimitedError",
+    "RateLimiter",
     "Request",
     "RequestNotSentError",
     "RequestTimeoutError",
     "Response",
     "ResponseLostError",
     "ResponseTooLargeError",
+    "RetryPolicy",
     "ServerError",
     "SkippedError",
     "Status",
