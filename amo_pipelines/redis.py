@@ -13,6 +13,9 @@ package never imports this module.
   there too. Use it as ``RateLimiter(store=RedisWindowStore(redis))``.
 * :class:`RedisTokenStore`: an OAuth token pair saved with compare-and-set, refreshes
   serialised by a lock whose TTL covers the token request.
+* :class:`RedisApplyLock`: one :func:`amo_pipelines.funnels.apply` per account across
+  machines (what :func:`~amo_pipelines.funnels.lock.lock_for` picks for a client whose
+  limiter uses a :class:`RedisWindowStore`).
 
 When Redis can not be reached, a request fails with
 :class:`~amo_pipelines.ratelimit.RateLimitStoreError` before anything is sent: falling back
@@ -21,9 +24,13 @@ to a budget of this process alone could overrun the account.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 import os
+import socket
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -44,7 +51,9 @@ from .windows import (
     Window,
 )
 
-__all__ = ["RedisTokenStore", "RedisWindowStore"]
+__all__ = ["RedisApplyLock", "RedisTokenStore", "RedisWindowStore"]
+
+logger = logging.getLogger("amo_pipelines.funnels")
 
 _STATE_TTL = 7 * 24 * 3600.0  # seconds an idle account's pause, penalty and fence live
 
@@ -256,3 +265,89 @@ class RedisTokenStore:
         finally:
             with contextlib.suppress(LockError, RedisError):
                 await lock.release()
+
+
+class RedisApplyLock:
+    """An :class:`~amo_pipelines.funnels.lock.ApplyLock` in Redis: one apply per account
+    across processes and machines.
+
+    The key (``<prefix>:{account}:apply-lock``, in the account's cluster slot) holds the
+    holder's token for ``ttl`` seconds, and a task renews it every ``ttl / 3`` while the
+    apply runs: an apply may take minutes, but the lock of a killed process frees itself
+    within ``ttl``. ``hold`` waits up to ``timeout`` seconds, then raises
+    :class:`~amo_pipelines.funnels.ApplyLockedError` naming the holder's host and process.
+    An unreachable Redis raises :class:`~amo_pipelines.ratelimit.RateLimitStoreError`;
+    in both cases nothing was sent.
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis | Any,
+        *,
+        prefix: str = "amo_pipelines",
+        timeout: float = 0.0,
+        ttl: float = 30.0,
+    ) -> None:
+        if not prefix or "{" in prefix or "}" in prefix:
+            raise InvalidInputError("must be non-empty, without braces", field="prefix")
+        if not ttl > 0:
+            raise InvalidInputError("must be positive", field="ttl")
+        self.redis = redis
+        self.prefix = prefix
+        self.timeout = timeout
+        self.ttl = ttl
+
+    def __repr__(self) -> str:
+        return f"RedisApplyLock(prefix={self.prefix!r}, timeout={self.timeout}, ttl={self.ttl})"
+
+    def key(self, account: str) -> str:
+        return f"{self.prefix}:{_tag(account)}:apply-lock"
+
+    @contextlib.asynccontextmanager
+    async def hold(self, account: str) -> AsyncIterator[None]:
+        from .funnels.errors import ApplyLockedError  # the funnels only when applying
+        from .ratelimit import RateLimitStoreError
+
+        key = self.key(account)
+        # The token names the holder (host and pid, nothing secret) for the error of others.
+        token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+        lock = self.redis.lock(
+            key,
+            timeout=self.ttl,
+            sleep=min(0.1, self.ttl / 10),
+            blocking=self.timeout > 0,
+            blocking_timeout=self.timeout,
+            thread_local=False,
+        )
+        try:
+            acquired = await lock.acquire(token=token)
+            holder = None if acquired else await self.redis.get(key)
+        except RedisError as exc:
+            raise RateLimitStoreError(
+                f"can not take the apply lock of {account} in Redis ({type(exc).__name__}); "
+                "nothing was sent"
+            ) from exc
+        if not acquired:
+            who = f" (held by {_text(holder).rsplit(':', 1)[0]})" if holder else ""
+            raise ApplyLockedError(f"another apply to {account} is running{who}")
+        renewal = asyncio.ensure_future(self._renew(lock, account))
+        try:
+            yield
+        finally:
+            renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal
+            with contextlib.suppress(LockError, RedisError):
+                await lock.release()
+
+    async def _renew(self, lock: Any, account: str) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            try:
+                await lock.extend(self.ttl, replace_ttl=True)
+            except (LockError, RedisError) as exc:
+                # Losing the lock mid-apply (a Redis outage longer than the TTL) can not undo
+                # the writes already sent; say so, and keep trying while the apply runs.
+                logger.warning(
+                    "could not renew the apply lock of %s (%s)", account, type(exc).__name__
+                )

@@ -25,7 +25,6 @@ from ..funnels import (
     save_plan,
 )
 from ..funnels.export import account_host
-from ..funnels.lock import LocalApplyLock
 from ..funnels.saved import plan_to_data
 from .accounts import Account, UsageError, account_from_args, load_targets, open_account
 from .output import Reporter, confirm
@@ -115,14 +114,13 @@ async def cmd_apply(args: argparse.Namespace) -> int:
             return False
 
         async with open_account(_label(args)) as amo:
-            lock = LocalApplyLock(timeout=args.lock_timeout)
             try:
                 result = await apply(
                     amo,
                     source,
                     prune=args.prune,
                     confirm=ask,
-                    lock=lock,
+                    lock_timeout=args.lock_timeout,
                     progress=report.progress(account_host(amo)),
                 )
             except ApplyError as e:
@@ -172,7 +170,7 @@ async def cmd_copy(args: argparse.Namespace) -> int:
                 src,
                 [CopyTarget(c) for c in clients],
                 prune=args.prune,
-                lock=LocalApplyLock(timeout=args.lock_timeout),
+                lock_timeout=args.lock_timeout,
                 progress=report.progress,
             )
         id_map = result.id_map()

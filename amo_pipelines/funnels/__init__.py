@@ -30,7 +30,7 @@ from .errors import (
     StalePlanError,
 )
 from .export import Snapshot, export, read_account, snapshot_to_spec
-from .lock import ApplyLock, LocalApplyLock
+from .lock import ApplyLock, LocalApplyLock, lock_for
 from .plan import Line, Plan, make_plan, plan_against
 from .progress import NO_PROGRESS, Progress
 from .saved import SavedPlan, load_source, save_plan
@@ -76,6 +76,7 @@ __all__ = [
     "load_source",
     "load_spec",
     "loads_spec",
+    "lock_for",
     "make_plan",
     "plan_against",
     "read_account",

@@ -30,7 +30,7 @@ from ..errors import AmoError, BatchError, UnprocessableEntityError
 from ..models import Pipeline, Status
 from .errors import StalePlanError
 from .export import account_host, status_role
-from .lock import DEFAULT_LOCK, ApplyLock
+from .lock import ApplyLock, lock_for
 from .plan import PipelineStep, Plan, make_plan
 from .progress import NO_PROGRESS, Progress
 from .saved import SavedPlan
@@ -69,13 +69,21 @@ async def apply(
     *,
     prune: bool = False,
     confirm: Confirm | None = None,
-    lock: ApplyLock = DEFAULT_LOCK,
+    lock: ApplyLock | None = None,
+    lock_timeout: float = 0.0,
     progress: Progress = NO_PROGRESS,
 ) -> ApplyResult:
-    """Apply a funnels file (or a saved plan, which must still match the account)."""
+    """Apply a funnels file (or a saved plan, which must still match the account).
+
+    ``lock``: by default the one that matches the client's rate limiter store
+    (:func:`~amo_pipelines.funnels.lock.lock_for`: Redis for a
+    :class:`~amo_pipelines.redis.RedisWindowStore`, else machine-wide), waiting up to
+    ``lock_timeout`` seconds for another apply to the account to finish."""
     saved = source if isinstance(source, SavedPlan) else None
     spec = saved.spec if saved is not None else source
     assert isinstance(spec, FunnelsSpec)
+    if lock is None:
+        lock = lock_for(amo, timeout=lock_timeout)
     async with lock.hold(account_host(amo)):
         progress.note("reading the account")
         plan = await make_plan(amo, spec, prune=saved.prune if saved else prune, progress=progress)

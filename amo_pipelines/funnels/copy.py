@@ -37,7 +37,7 @@ from .export import (
     sorted_statuses,
     status_spec,
 )
-from .lock import DEFAULT_LOCK, ApplyLock
+from .lock import ApplyLock, lock_for
 from .plan import Line, PipelineStep, plan_against
 from .progress import NO_PROGRESS, Progress
 from .spec import FunnelsSpec, PipelineSpec
@@ -107,12 +107,15 @@ async def copy_funnels(
     targets: Sequence[CopyTarget],
     *,
     prune: bool = False,
-    lock: ApplyLock = DEFAULT_LOCK,
+    lock: ApplyLock | None = None,
+    lock_timeout: float = 0.0,
     progress: Callable[[str], Progress] = lambda name: NO_PROGRESS,
 ) -> CopyResult:
     """Copy ``source``'s funnels to every target concurrently. A target that fails does not
     stop the others: its :class:`TargetOutcome` carries the error. A failed read of the
-    source raises (what the targets got so far stays)."""
+    source raises (what the targets got so far stays). ``lock``/``lock_timeout``: as for
+    :func:`~amo_pipelines.funnels.apply` (by default each target's lock matches its
+    client's rate limiter store)."""
     started = dt.datetime.now(dt.timezone.utc)
     watch = progress(account_host(source))
     watch.note("reading the source")
@@ -126,7 +129,18 @@ async def copy_funnels(
     shared = _Shared()
     try:
         outcomes = await asyncio.gather(
-            *(_copy_one(t, skeleton, reads, prune, lock, progress(t.name), shared) for t in targets)
+            *(
+                _copy_one(
+                    t,
+                    skeleton,
+                    reads,
+                    prune,
+                    lock or lock_for(t.client, timeout=lock_timeout),
+                    progress(t.name),
+                    shared,
+                )
+                for t in targets
+            )
         )
     finally:
         done = await asyncio.gather(*reads.values(), return_exceptions=True)

@@ -5,12 +5,17 @@ same missing pipeline), so :func:`~amo_pipelines.funnels.apply` holds a lock nam
 account's host around reading, planning and writing.
 
 :class:`ApplyLock` is the whole interface: ``hold(account)``, an async context manager that
-raises :class:`ApplyLockedError` if it can not get the lock within its timeout. The default,
-:class:`LocalApplyLock`, is an ``asyncio.Lock`` per account within the process plus an
-advisory ``fcntl.flock`` on a file per account in a per-user folder (mode 0700:
-``$XDG_RUNTIME_DIR/amo-pipelines``, or ``amo-pipelines-<uid>`` in the temporary folder), so
-processes of one machine take turns too. A lock shared between machines (e.g. in Redis, once
-the SDK has shared stores) is another class with the same ``hold`` method.
+raises :class:`ApplyLockedError` if it can not get the lock within its timeout.
+
+:func:`lock_for` picks the lock from where the client's rate limiter keeps its budget, so the
+applies of an account take turns wherever its requests share a budget:
+
+* a :class:`~amo_pipelines.redis.RedisWindowStore` (several machines): a
+  :class:`~amo_pipelines.redis.RedisApplyLock` on the same Redis and key prefix;
+* otherwise :class:`LocalApplyLock`: an ``asyncio.Lock`` per account within the process plus
+  an advisory ``fcntl.flock`` on a file per account in the folder of the machine-wide window
+  store (:func:`amo_pipelines.stores.file.default_directory`, mode 0700), so processes of one
+  machine take turns too. Without ``fcntl`` it holds within the process only.
 """
 
 from __future__ import annotations
@@ -19,15 +24,19 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import tempfile
+import sys
 import time
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
+from ..stores.file import default_directory
 from .errors import ApplyLockedError
+
+if TYPE_CHECKING:
+    from ..client import AmoClient
 
 try:  # POSIX only; without it the lock holds within the process only.
     import fcntl
@@ -45,21 +54,39 @@ class ApplyLock(Protocol):
 
 
 def default_lock_directory() -> Path:
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and Path(runtime).is_dir():
-        return Path(runtime) / "amo-pipelines"
-    uid = os.getuid() if hasattr(os, "getuid") else "user"
-    return Path(tempfile.gettempdir()) / f"amo-pipelines-{uid}"
+    """The machine-wide window store's folder (``$AMO_PIPELINES_STATE_DIR``, else
+    ``$XDG_RUNTIME_DIR/amo_pipelines``, else a per-user temporary folder): one private place
+    for everything this user's processes share about an account."""
+    return default_directory()
+
+
+def lock_for(amo: AmoClient, *, timeout: float = 0.0) -> ApplyLock:
+    """The apply lock that matches ``amo``'s rate limiter store (see the module)."""
+    redis_module = sys.modules.get("amo_pipelines.redis")
+    # A RedisWindowStore exists only if its module was imported: checking sys.modules keeps
+    # the core free of any import of redis.
+    if redis_module is not None:
+        store = amo.rate_limiter.store
+        if isinstance(store, redis_module.RedisWindowStore):
+            lock: ApplyLock = redis_module.RedisApplyLock(
+                store.redis, prefix=store.prefix, timeout=timeout
+            )
+            return lock
+    if timeout == DEFAULT_LOCK.timeout:
+        return DEFAULT_LOCK
+    return LocalApplyLock(timeout=timeout)
 
 
 class LocalApplyLock:
     """In-process ``asyncio.Lock`` per account plus a machine-wide ``flock`` per account.
 
     ``timeout`` is how long ``hold`` waits for another apply to finish (0: not at all).
+    ``directory`` defaults to :func:`default_lock_directory`, looked up at each ``hold`` (so
+    a change of ``$AMO_PIPELINES_STATE_DIR`` applies to the module's default lock too).
     """
 
     def __init__(self, directory: str | Path | None = None, *, timeout: float = 0.0) -> None:
-        self.directory = Path(directory) if directory is not None else default_lock_directory()
+        self._directory = Path(directory) if directory is not None else None
         self.timeout = timeout
         self._locks: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
@@ -67,6 +94,10 @@ class LocalApplyLock:
 
     def __repr__(self) -> str:
         return f"LocalApplyLock({str(self.directory)!r}, timeout={self.timeout})"
+
+    @property
+    def directory(self) -> Path:
+        return self._directory if self._directory is not None else default_lock_directory()
 
     def path_for(self, account: str) -> Path:
         digest = hashlib.sha256(account.encode()).hexdigest()[:16]
@@ -95,8 +126,9 @@ class LocalApplyLock:
             lock.release()
 
     async def _file_lock(self, account: str, deadline: float) -> IO[str]:
-        self._make_directory()
-        path = self.path_for(account)
+        directory = self.directory
+        self._make_directory(directory)
+        path = directory / self.path_for(account).name
         handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115, ASYNC230 - held past this call; a tiny local file
         if fcntl is None:  # pragma: no cover
             return handle
@@ -118,10 +150,11 @@ class LocalApplyLock:
             handle.flush()
             return handle
 
-    def _make_directory(self) -> None:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    @staticmethod
+    def _make_directory(directory: Path) -> None:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         with contextlib.suppress(OSError):
-            os.chmod(self.directory, 0o700)
+            os.chmod(directory, 0o700)
 
 
 def _read_holder(path: Path) -> str:
