@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from ._version import __version__
 from .auth import AuthProvider, LongLivedToken, OAuth2, TokenEndpoint
 from .circuit import CircuitBreaker
 from .client import AmoClient
@@ -60,8 +61,6 @@ from .tokens import FileTokenStore, MemoryTokenStore, TokenSet, TokenStore
 from .transport import AiohttpTransport, Request, Response, Transport
 from .urls import parse_account_host
 from .windows import InMemoryWindowStore
-
-__version__ = "0.1.0"
 
 logging.getLogger("amo_pipelines").addHandler(logging.NullHandler())
 

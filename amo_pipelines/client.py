@@ -13,6 +13,7 @@ from yarl import URL
 
 from . import _json
 from ._batch import Batches, BatchStopPolicy, OnAmbiguous, encode_json
+from ._version import __version__
 from .auth import TOKEN_PATH, AuthProvider, LongLivedToken, UsesTokenEndpoint
 from .circuit import CircuitBreaker
 from .clock import SYSTEM_CLOCK, Clock
@@ -45,7 +46,7 @@ from .transport.aiohttp import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport
 from .transport.base import Request, Response, Transport, sealed_headers
 from .urls import account_url, check_path
 
-USER_AGENT = "amo_pipelines/0.1"
+USER_AGENT = f"amo_pipelines/{__version__}"
 # Sealed once: every request takes them as they are, without a copy.
 _HEADERS = sealed_headers(
     {
