@@ -270,3 +270,21 @@ async def test_a_client_on_a_redis_store_gets_the_redis_lock(redis_url: str) -> 
     assert isinstance(lock, RedisApplyLock)
     assert (lock.redis, lock.prefix, lock.timeout) == (redis, "chosen", 5.0)
     await redis.aclose()
+
+
+async def test_a_failed_source_listing_leaves_the_targets_unwritten_and_unlocked() -> None:
+    from funnels_helpers import account, writes
+
+    from amo_pipelines.emulator import Fault
+    from amo_pipelines.errors import AmoError
+    from amo_pipelines.funnels import CopyTarget, copy_funnels
+
+    async with account() as (source_emu, source), account() as (target_emu, target):
+        source_emu.faults.add(Fault.status(500), path="/api/v4/leads/pipelines")
+        with pytest.raises(AmoError) as failed:
+            await copy_funnels(source, [CopyTarget(target)])
+        assert failed.value.status == 500  # the source's own error, not a target's
+        assert writes(target_emu) == []
+        # Its lock was released: an apply to the target gets it at once (no wait).
+        await apply(target, loads_spec(json.dumps(funnel("Потом"))))
+        assert writes(target_emu) != []

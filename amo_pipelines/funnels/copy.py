@@ -120,28 +120,43 @@ async def copy_funnels(
     watch = progress(account_host(source))
     watch.note("reading the source")
     watch.expect(1)
-    listing = await source.pipelines.list()
-    watch.advance()
-    watch.expect(len(listing))
-    reads = {p.id: asyncio.ensure_future(_read(source, p, watch)) for p in listing}
-    listed = Snapshot(host=account_host(source), pipelines=tuple(listing), described={})
-    skeleton = snapshot_to_spec(listed, now=started)
+    # The targets start at once: each takes its lock and lists its own pipelines while the
+    # source's listing is read, which takes a round trip off every target's chain of
+    # requests (the copy's wall time is the longest such chain at 7 per second).
+    ready: asyncio.Future[_SourceReads] = asyncio.get_running_loop().create_future()
     shared = _Shared()
-    try:
-        outcomes = await asyncio.gather(
-            *(
-                _copy_one(
-                    t,
-                    skeleton,
-                    reads,
-                    prune,
-                    lock or lock_for(t.client, timeout=lock_timeout),
-                    progress(t.name),
-                    shared,
-                )
-                for t in targets
+    copies = [
+        asyncio.ensure_future(
+            _copy_one(
+                t,
+                ready,
+                prune,
+                lock or lock_for(t.client, timeout=lock_timeout),
+                progress(t.name),
+                shared,
             )
         )
+        for t in targets
+    ]
+    reads: dict[int, asyncio.Future[tuple[Status, ...]]] = {}
+    try:
+        listing = await source.pipelines.list()
+        watch.advance()
+        watch.expect(len(listing))
+        reads = {p.id: asyncio.ensure_future(_read(source, p, watch)) for p in listing}
+        listed = Snapshot(host=account_host(source), pipelines=tuple(listing), described={})
+        skeleton = snapshot_to_spec(listed, now=started)
+        ready.set_result((skeleton, reads))
+        outcomes = await asyncio.gather(*copies)
+    except BaseException as e:
+        if not ready.done():  # the source's listing failed: the targets stop before writing
+            if isinstance(e, Exception):
+                ready.set_exception(e)
+                ready.exception()  # marked as retrieved: there may be no target to read it
+            else:
+                ready.cancel()
+        await asyncio.gather(*copies, return_exceptions=True)
+        raise
     finally:
         done = await asyncio.gather(*reads.values(), return_exceptions=True)
     for read in done:
@@ -192,10 +207,13 @@ async def _read(amo: AmoClient, pipeline: Pipeline, watch: Progress) -> tuple[St
     return keep_hidden_incoming(pipeline, statuses)
 
 
+_SourceReads = tuple[FunnelsSpec, Mapping[int, "asyncio.Future[tuple[Status, ...]]"]]
+"""The source's listing as a spec skeleton, and each pipeline's read of its statuses."""
+
+
 async def _copy_one(
     target: CopyTarget,
-    skeleton: FunnelsSpec,
-    reads: Mapping[int, asyncio.Future[tuple[Status, ...]]],
+    source: asyncio.Future[_SourceReads],
     prune: bool,
     lock: ApplyLock,
     watch: Progress,
@@ -205,7 +223,7 @@ async def _copy_one(
     amo = target.client
     try:
         async with lock.hold(account_host(amo)):
-            await _fill(amo, outcome, skeleton, reads, prune, watch, shared)
+            await _fill(amo, outcome, source, prune, watch, shared)
     except AmoError as e:
         outcome.error = e
     return outcome
@@ -214,15 +232,21 @@ async def _copy_one(
 async def _fill(
     amo: AmoClient,
     outcome: TargetOutcome,
-    skeleton: FunnelsSpec,
-    reads: Mapping[int, asyncio.Future[tuple[Status, ...]]],
+    source: asyncio.Future[_SourceReads],
     prune: bool,
     watch: Progress,
     shared: _Shared,
 ) -> None:
     watch.note("copying")
     watch.expect(1)
-    listing = await amo.pipelines.list()
+    mine = asyncio.ensure_future(amo.pipelines.list())
+    try:
+        skeleton, reads = await asyncio.shield(source)  # shared: no target may cancel it
+    except BaseException:
+        mine.cancel()
+        await asyncio.gather(mine, return_exceptions=True)
+        raise
+    listing = await mine
     watch.advance()
     snapshot = Snapshot(host=account_host(amo), pipelines=tuple(listing), described={})
     # Pipelines first, without their statuses: those follow as the source's reads arrive.
