@@ -99,7 +99,7 @@ async def test_the_folder_and_files_are_private_and_hold_no_token() -> None:
     assert files
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0
-        assert TOKEN not in path.read_text()
+        assert TOKEN.encode() not in path.read_bytes()
     assert TOKEN not in repr(store)
 
 

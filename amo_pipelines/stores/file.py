@@ -1,12 +1,18 @@
 """The machine-wide window store: every process of one user on one machine shares it.
 
-One small JSON file per account under a per-user folder (mode 0700), read and rewritten
-under an exclusive ``fcntl.flock`` for each grant, answer and refund. Why files and locks:
-they need no daemon and no configuration, they work between unrelated processes (a cron
-job next to four uvicorn workers) and between event loops of one process, and a process
-that dies releases its lock with its file descriptors. The lock is held for tens of
-microseconds and never across an ``await``, so it is taken blocking, in the event loop's
-thread: a thread hop would cost more than the wait.
+One small file per account under a per-user folder (mode 0700), read and rewritten under
+an exclusive ``fcntl.flock`` for each grant, answer and refund. Why files and locks: they
+need no daemon and no configuration, they work between unrelated processes (a cron job
+next to four uvicorn workers) and between event loops of one process, and a process that
+dies releases its lock with its file descriptors. The lock is held for a few microseconds
+and never across an ``await``, so it is taken blocking, in the event loop's thread: a
+thread hop would cost more than the wait.
+
+The file is binary (see :mod:`amo_pipelines.stores._filestate`): each window is two
+sorted arrays, the times its places free up and the grants' receipts, read and written
+as raw bytes, so that a call costs a few system calls and no text encoding. Expired
+places are dropped whenever a window is written, so a window never holds more than its
+limit.
 
 Times are ``time.monotonic()``: on Linux and macOS that clock is the machine's, common to
 all its processes. A file written before the machine last booted (a temp dir that
@@ -18,9 +24,9 @@ the per-loop :class:`~amo_pipelines.windows.InMemoryWindowStore` and logs a warn
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import math
 import os
@@ -29,7 +35,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ..windows import (
     Admission,
@@ -42,6 +48,7 @@ from ..windows import (
     Window,
     WindowStore,
 )
+from ._filestate import SLACK, STAMP, SUFFIX, State, dump, load
 from ._lease import DEFAULT_LEASE, LeaseKeeper, Renewal, check_lease, recovered, scaled
 
 try:  # POSIX only
@@ -54,7 +61,6 @@ __all__ = ["FileWindowStore", "default_directory", "default_store"]
 logger = logging.getLogger("amo_pipelines.ratelimit")
 
 ENV_DIRECTORY = "AMO_PIPELINES_STATE_DIR"
-_DECODER = json.JSONDecoder()
 _T = TypeVar("_T")
 
 
@@ -71,12 +77,13 @@ def default_directory() -> Path:
     return Path(tempfile.gettempdir()) / f"amo_pipelines-{os.getuid()}"
 
 
-def _boot_id() -> str:
+def _boot_id() -> bytes:
     try:
         with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
-            return f.read().strip()
+            text = f.read().strip()
     except OSError:  # not Linux: keep the files (macOS's temp dir is emptied at boot)
-        return ""
+        return bytes(16)
+    return hashlib.md5(text.encode(), usedforsecurity=False).digest()
 
 
 def _private_directory(path: Path) -> None:
@@ -87,6 +94,18 @@ def _private_directory(path: Path) -> None:
             f"{path} must belong to this user and be private (mode 0700); "
             f"set {ENV_DIRECTORY} to another folder"
         )
+
+
+_keys: dict[str, bytes] = {}
+
+
+def _key(window: Window) -> bytes:
+    key = _keys.get(window.key)
+    if key is None:
+        if len(_keys) >= 4096:  # a service of many accounts: start over rather than grow
+            _keys.clear()
+        key = _keys[window.key] = window.key.encode("utf-8", "surrogatepass")
+    return key
 
 
 class FileWindowStore:
@@ -106,19 +125,26 @@ class FileWindowStore:
         self.lease = check_lease(lease)
         _private_directory(self.directory)
         self._boot = _boot_id()
-        self._pid = os.getpid()
-        self._fds: dict[str, int] = {}
-        self._seq = 0
-        self._tag = os.urandom(6).hex()
+        self._forks = _forks
+        self._files: dict[str, _File] = {}
+        # Receipts are 64-bit numbers counted from a random start: two stores' runs overlap
+        # only if their starts fall within a few million of each other (odds ~1e-12).
+        self._next_id = int.from_bytes(os.urandom(8), "little")
+        self._stamp = int.from_bytes(os.urandom(8), "little")  # (the same for stamps)
         self._keeper = LeaseKeeper(self.lease, self._renew)
-        self._closer = weakref.finalize(self, _close_all, self._fds)
+        # Answers not written yet, by file name, and the loop that will write them.
+        self._answers: dict[str, list[tuple[tuple[Window, ...], int]]] = {}
+        self._flush_on: weakref.ref[asyncio.AbstractEventLoop] | None = None
+        self._closer = weakref.finalize(self, _close_all, self._files)
 
     def __repr__(self) -> str:
         return f"FileWindowStore({str(self.directory)!r}, lease={self.lease!r})"
 
     def close(self) -> None:
-        """Close the cached file descriptors (they are also closed when collected)."""
-        _close_all(self._fds)
+        """Write the answers not written yet and close the cached file descriptors (they
+        are also closed when collected)."""
+        self._flush()
+        _close_all(self._files)
 
     # ------------------------------------------------------------------ WindowStore
 
@@ -132,183 +158,262 @@ class FileWindowStore:
     async def acquire_account(
         self, account: str, windows: Sequence[Window], rule: PenaltyRule | None
     ) -> SharedAdmission:
-        self._seq += 1
-        receipt = f"{self._tag}.{self._seq}"
+        rid = self._next_id
+        self._next_id = (rid + 1) & 0xFFFF_FFFF_FFFF_FFFF
         lease = self.lease
 
-        def admit(data: dict[str, Any], now: float) -> tuple[SharedAdmission, bool]:
-            blocked = data.get("bu")
-            if blocked is not None and (blocked < 0 or now < blocked):
-                return Blocked(None if blocked < 0 else blocked - now, data.get("bn", "")), False
-            if now < data.get("pu", -1.0):
-                return Denied(data["pu"] - now, tuple(range(len(windows)))), False
-            factor, since = data.get("f", 1.0), data.get("fs", 0.0)
+        def admit(state: State, now: float) -> tuple[SharedAdmission, bool]:
+            if state.blocked and (state.blocked_until < 0 or now < state.blocked_until):
+                wait = None if state.blocked_until < 0 else state.blocked_until - now
+                return Blocked(wait, state.note), False
+            if now < state.pause:
+                return Denied(state.pause - now, tuple(range(len(windows)))), False
             dirty = False
-            if factor < 1.0 and rule is not None:
-                factor, since = recovered(factor, since, now, rule)
-                data["f"], data["fs"], dirty = factor, since, True
-            logs: dict[str, list[list[Any]]] = data.setdefault("w", {})
+            if state.factor < 1.0 and rule is not None:
+                state.factor, state.since = recovered(state.factor, state.since, now, rule)
+                dirty = True
+            factor = state.factor
+            logs = []
             blocking: list[int] = []
             retry_after = 0.0
             for index, window in enumerate(windows):
-                log = logs.get(window.key)
-                if not log:
-                    continue
-                held = sorted(until for _, until in log if until > now)
-                limit = scaled(window.limit, factor)
-                excess = len(held) - limit
+                log = state.log(_key(window), create=True)  # (an empty one is not written)
+                log.prune(now)
+                limit = window.limit if factor >= 1.0 else scaled(window.limit, factor)
+                excess = len(log.untils) - limit
                 if excess >= 0:
                     blocking.append(index)
                     # A place held by a pending grant frees a span after its answer at
                     # the earliest: look again then (the answer may come from a peer).
-                    retry_after = max(retry_after, min(held[excess] - now, window.span))
+                    retry_after = max(retry_after, min(log.untils[excess] - now, window.span))
+                logs.append(log)
             if blocking:
                 return Denied(retry_after, tuple(blocking)), dirty
-            for window in windows:
-                log = logs.setdefault(window.key, [])
-                log[:] = [entry for entry in log if entry[1] > now]
-                log.append([receipt, now + lease + window.span])
-            return Granted(at=now, windows=tuple(windows), receipt=receipt), True
+            for window, log in zip(windows, logs, strict=True):
+                log.add(now + lease + window.span, rid)
+            return Granted(at=now, windows=tuple(windows), receipt=format(rid, "x")), True
 
-        admission = self._transaction(account, windows, admit)
+        admission = self._transaction(account or windows[0].key, admit)
         if isinstance(admission, Granted):
-            self._keeper.add(receipt, account, windows)
+            self._keeper.add(admission.receipt, account, windows)
         return admission
 
     async def complete(self, grant: Granted, at: float) -> None:
+        """Record the answer with the account's next write, at the latest once the event
+        loop is through with what is ready now.
+
+        Until then the grant holds its place as a pending one (later freed, never sooner),
+        and several answers that arrive together cost one write; this process's next
+        grant (often right after, in the same step) carries them for free.
+        """
         entry = self._keeper.pop(grant.receipt)
-        if entry is not None:
-            self._settle(entry[0], entry[1], grant.receipt, keep=True)
+        if entry is None:
+            return
+        account, windows = entry
+        self._answers.setdefault(account or windows[0].key, []).append(
+            (windows, int(grant.receipt, 16))
+        )
+        loop = asyncio.get_running_loop()
+        # (One armed on a loop that closed never runs; weakly: nothing keeps it alive.)
+        if self._flush_on is None or self._flush_on() is not loop:
+            self._flush_on = weakref.ref(loop)
+            loop.call_soon(self._flush)
 
     async def refund(self, grant: Granted) -> None:
         entry = self._keeper.pop(grant.receipt)
-        if entry is not None:
-            self._settle(entry[0], entry[1], grant.receipt, keep=False)
+        if entry is None:
+            return
+        account, windows = entry
+        rid = int(grant.receipt, 16)
+
+        def forget(state: State, now: float) -> tuple[None, bool]:
+            dirty = False
+            for window in windows:
+                log = state.log(_key(window))
+                if log is not None and log.pop(rid) is not None:
+                    dirty = True
+            return None, dirty
+
+        self._transaction(account or windows[0].key, forget)
 
     # ------------------------------------------------------------------ account state
 
     async def note_429(self, account: str, pause: float, rule: PenaltyRule) -> None:
-        def note(data: dict[str, Any], now: float) -> tuple[None, bool]:
-            data["pu"] = max(data.get("pu", -1.0), now + pause)
-            factor, since = recovered(data.get("f", 1.0), data.get("fs", 0.0), now, rule)
-            if now - data.get("pa", -1e18) >= rule.interval:  # one penalty per burst
+        def note(state: State, now: float) -> tuple[None, bool]:
+            state.pause = max(state.pause, now + pause)
+            factor, since = recovered(state.factor, state.since, now, rule)
+            if now - state.penalised >= rule.interval:  # one penalty per burst
                 factor = max(rule.minimum, factor * rule.factor)
-                since = data["pa"] = now
-            data["f"], data["fs"] = factor, since
+                since = state.penalised = now
+            state.factor, state.since = factor, since
             return None, True
 
-        self._transaction(account, (), note)
+        self._transaction(account, note)
 
     async def note_block(self, account: str, cooldown: float | None, note: str) -> None:
-        def block(data: dict[str, Any], now: float) -> tuple[None, bool]:
-            data["bu"], data["bn"] = (-1.0 if cooldown is None else now + cooldown), note
+        def block(state: State, now: float) -> tuple[None, bool]:
+            state.blocked, state.note = True, note
+            state.blocked_until = -1.0 if cooldown is None else now + cooldown
             return None, True
 
-        self._transaction(account, (), block)
+        self._transaction(account, block)
 
     async def clear_block(self, account: str) -> None:
-        def clear(data: dict[str, Any], now: float) -> tuple[None, bool]:
-            had = "bu" in data
-            data.pop("bu", None)
-            data.pop("bn", None)
+        def clear(state: State, now: float) -> tuple[None, bool]:
+            had = state.blocked
+            state.blocked, state.blocked_until, state.note = False, -1.0, ""
             return None, had
 
-        self._transaction(account, (), clear)
+        self._transaction(account, clear)
 
     # ------------------------------------------------------------------ internals
 
-    def _settle(
-        self, account: str, windows: tuple[Window, ...], receipt: str, *, keep: bool
-    ) -> None:
-        def settle(data: dict[str, Any], now: float) -> tuple[None, bool]:
-            logs = data.get("w", {})
-            for window in windows:
-                log = logs.get(window.key)
-                if log is None:
-                    continue
-                log[:] = [entry for entry in log if entry[0] != receipt and entry[1] > now]
-                if keep:  # answered now: the server saw it no later than now
-                    log.append([receipt, now + window.span])
-            return None, True
-
-        self._transaction(account, windows, settle)
+    def _flush(self) -> None:
+        """Write the answers no other write has carried yet."""
+        self._flush_on = None
+        for name in list(self._answers):
+            try:
+                self._transaction(name, _unchanged)
+            except Exception as exc:  # kept for the next write; meanwhile pending: safe
+                logger.warning("rate limiter: window store failed (%s)", type(exc).__name__)
 
     async def _renew(self, items: list[Renewal]) -> None:
-        by_account: dict[str, list[Renewal]] = {}
+        by_file: dict[str, list[Renewal]] = {}
         for item in items:
-            by_account.setdefault(item[0], []).append(item)
-        for account, mine in by_account.items():
+            by_file.setdefault(item[0] or item[1][0].key, []).append(item)
+        for name, mine in by_file.items():
 
-            def renew(
-                data: dict[str, Any], now: float, mine: list[Renewal] = mine
-            ) -> tuple[None, bool]:
-                logs = data.get("w", {})
+            def renew(state: State, now: float, mine: list[Renewal] = mine) -> tuple[None, bool]:
+                dirty = False
                 for _, windows, receipt in mine:
+                    if receipt not in self._keeper.pending:
+                        continue  # answered since it was listed: it must not hold longer
+                    rid = int(receipt, 16)
                     for window in windows:
-                        for entry in logs.get(window.key, ()):
-                            if entry[0] == receipt:
-                                entry[1] = max(entry[1], now + self.lease + window.span)
-                return None, True
+                        log = state.log(_key(window))
+                        until = None if log is None else log.pop(rid)
+                        if log is not None and until is not None:
+                            log.add(max(until, now + self.lease + window.span), rid)
+                            dirty = True
+                return None, dirty
 
-            self._transaction(account, (), renew)
+            self._transaction(name, renew)
 
-    def _transaction(
+    def _transaction(self, name: str, change: Callable[[State, float], tuple[_T, bool]]) -> _T:
+        """Run ``change`` on the state in file ``name`` under its lock, with the answers
+        still to record there; write it if anything changed."""
+        file = self._file(name)
+        answers = self._answers.pop(name, None)
+        try:
+            return self._locked(file, change, answers)
+        except BaseException:
+            if answers:  # not written: they wait for the next write
+                self._answers.setdefault(name, []).extend(answers)
+            raise
+
+    def _locked(
         self,
-        account: str,
-        windows: Sequence[Window],
-        change: Callable[[dict[str, Any], float], tuple[_T, bool]],
+        file: _File,
+        change: Callable[[State, float], tuple[_T, bool]],
+        answers: list[tuple[tuple[Window, ...], int]] | None,
     ) -> _T:
-        """Run ``change`` on the account's data under its file lock; write it if asked."""
-        fd = self._fd(account or (windows[0].key if windows else ""))
+        fd = file.fd
         assert fcntl is not None
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             now = time.monotonic()
-            size = os.fstat(fd).st_size
-            data: dict[str, Any] = {}
-            if size:
-                try:
-                    # raw_decode ignores what follows the object: a process killed between
-                    # the rewrite and the truncation leaves the tail of a longer old one.
-                    data = _DECODER.raw_decode(os.pread(fd, size, 0).decode())[0]
-                except ValueError:  # not ours (UnicodeDecodeError is a ValueError too)
-                    data = {}
-                if not isinstance(data, dict) or data.get("b") != self._boot:
-                    data = {}
-            result, dirty = change(data, now)
+            # One pread of what the file held last time plus some: no fstat needed.
+            want = file.size + SLACK
+            data = os.pread(fd, want, 0)
+            while len(data) == want:  # a peer wrote more than that
+                want *= 4
+                data = os.pread(fd, want, 0)
+            state = file.state
+            if state is None or data[STAMP] != file.stamp:
+                state = load(data, self._boot)  # else nobody wrote since we did: reuse it
+            try:
+                result, dirty = change(state, now)
+                if answers is not None:
+                    dirty = _answer(state, answers, now) or dirty
+            except BaseException:
+                file.state = None  # maybe changed half way: decode afresh
+                raise
             if dirty:
-                data["b"] = self._boot
-                logs = data.get("w", {})
-                for key in [key for key, log in logs.items() if not any(e[1] > now for e in log)]:
-                    del logs[key]  # idle windows cost nothing
-                raw = json.dumps(data, separators=(",", ":")).encode()
-                # Readers hold the lock too, so an in-place rewrite is never seen half done.
+                self._stamp = (self._stamp + 1) & 0xFFFF_FFFF_FFFF_FFFF
+                raw = dump(state, self._boot, now, self._stamp)
+                # Readers hold the lock too, so an in-place rewrite is never seen half
+                # done; a shorter state leaves the old tail behind, which the prefix's
+                # length excludes. Truncate only once that tail would cost reads.
                 os.pwrite(fd, raw, 0)
-                if len(raw) < size:
+                if len(data) > len(raw) + SLACK // 2:
                     os.ftruncate(fd, len(raw))
+                file.size, file.stamp, file.state = len(raw), raw[STAMP], state
+            else:
+                file.size, file.stamp, file.state = len(data), data[STAMP], state
             return result
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
-    def _fd(self, account: str) -> int:
-        if os.getpid() != self._pid:
+    def _file(self, account: str) -> _File:
+        if self._forks != _forks:
             # A forked child shares its parent's open file descriptions, and flock locks
             # belong to those: it must open its own to be excluded from its parent.
-            self._fds.clear()
-            self._pid = os.getpid()
-        fd = self._fds.get(account)
-        if fd is None:
+            self._files.clear()
+            self._answers.clear()  # the parent's to write
+            self._forks = _forks
+        file = self._files.get(account)
+        if file is None:
             name = hashlib.sha256(account.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-            fd = os.open(self.directory / f"{name}.json", os.O_RDWR | os.O_CREAT, 0o600)
-            self._fds[account] = fd
-        return fd
+            fd = os.open(self.directory / f"{name}{SUFFIX}", os.O_RDWR | os.O_CREAT, 0o600)
+            file = self._files[account] = _File(fd)
+        return file
 
 
-def _close_all(fds: dict[str, int]) -> None:
-    for fd in fds.values():
+def _answer(state: State, answers: list[tuple[tuple[Window, ...], int]], now: float) -> bool:
+    """Count answered grants from ``now`` (when they got their answer, or later)."""
+    dirty = False
+    for windows, rid in answers:
+        for window in windows:
+            log = state.log(_key(window))
+            if log is not None and log.pop(rid) is not None:
+                log.add(now + window.span, rid)
+                dirty = True
+    return dirty
+
+
+def _unchanged(state: State, now: float) -> tuple[None, bool]:
+    return None, False
+
+
+class _File:
+    """An account's open file, and what this store last saw in it."""
+
+    __slots__ = ("fd", "size", "stamp", "state")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.size = 0  # bytes last read or written: how much to read next time
+        self.stamp = b""  # the stamp of the state last read or written ...
+        self.state: State | None = None  # ... and that state, decoded
+
+
+_forks = 0  # forks of this process so far: a store notices one without a getpid per call
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
+    os.register_at_fork(after_in_child=_forked)
+
+
+def _close_all(files: dict[str, _File]) -> None:
+    for file in files.values():
         with contextlib.suppress(OSError):
-            os.close(fd)
-    fds.clear()
+            os.close(file.fd)
+    files.clear()
 
 
 _warned = False

@@ -1,0 +1,178 @@
+"""The machine-wide store's file layout: one account's state as a few hundred bytes.
+
+Each window is two arrays ordered by when their places free up: those times (doubles) and
+the grants' receipts (64-bit numbers), written as raw bytes, so that decoding a window is a
+copy and counting its live places a binary search. Windows a call does not touch are not
+decoded at all: their bytes are copied back as they were until their last place is free.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from array import array
+from bisect import bisect_right
+from typing import Literal, overload
+
+__all__ = ["SLACK", "STAMP", "SUFFIX", "State", "dump", "load"]
+
+# The layout (native byte order: the file never leaves the machine). A prefix says how long
+# the state is and checksums it, so the tail of a longer old state left by a process killed
+# between a rewrite and its truncation, or anything not ours, is never taken for a state.
+SUFFIX = ".win"  # a new name for a new layout: the JSON files of 0.x are left alone
+_MAGIC = b"AMOWIN\x00\x02"
+# magic, the writer's stamp, length of the state, crc32 of the state. The stamp is new at
+# every write, so a reader that last saw its own stamp knows its decoded copy is current.
+_PREFIX = struct.Struct("=8sQII")
+STAMP = slice(0, 16)  # where magic and stamp are: what a reader compares
+# boot id, pause until, penalty factor, factor since, last penalty, blocked until (< 0:
+# until cleared), blocked?, length of the block's note, number of windows
+_STATE = struct.Struct("=16sdddddBII")
+_WINDOW = struct.Struct("=IId")  # length of the key, places, when the last one frees
+SLACK = 4096  # bytes read beyond the last size seen, and stale tail tolerated
+_NEVER = -1e18
+
+
+class Log:
+    """One window's held places, ordered by when they free up (``untils``)."""
+
+    __slots__ = ("ids", "untils")
+
+    def __init__(self, untils: array[float], ids: array[int]) -> None:
+        self.untils = untils
+        self.ids = ids
+
+    def prune(self, now: float) -> None:
+        expired = bisect_right(self.untils, now)
+        if expired:
+            del self.untils[:expired]
+            del self.ids[:expired]
+
+    def add(self, until: float, rid: int) -> None:
+        index = bisect_right(self.untils, until)
+        self.untils.insert(index, until)
+        self.ids.insert(index, rid)
+
+    def pop(self, rid: int) -> float | None:
+        """Take out the place of receipt ``rid``; its until, or None if not held."""
+        try:
+            index = self.ids.index(rid)
+        except ValueError:
+            return None
+        until = self.untils[index]
+        del self.untils[index]
+        del self.ids[index]
+        return until
+
+
+class State:
+    """One account's file, decoded; windows are decoded only when asked for."""
+
+    __slots__ = (
+        "blocked",
+        "blocked_until",
+        "factor",
+        "logs",
+        "note",
+        "pause",
+        "penalised",
+        "raw",
+        "since",
+    )
+
+    def __init__(self) -> None:
+        self.pause = -1.0
+        self.factor = 1.0
+        self.since = 0.0
+        self.penalised = _NEVER
+        self.blocked = False
+        self.blocked_until = -1.0
+        self.note = ""
+        self.raw: dict[bytes, tuple[float, memoryview]] = {}  # key: (last until, entries)
+        self.logs: dict[bytes, Log] = {}
+
+    @overload
+    def log(self, key: bytes, *, create: Literal[True]) -> Log: ...
+    @overload
+    def log(self, key: bytes) -> Log | None: ...
+
+    def log(self, key: bytes, *, create: bool = False) -> Log | None:
+        log = self.logs.get(key)
+        if log is None:
+            raw = self.raw.pop(key, None)
+            if raw is not None:
+                count = len(raw[1]) // 16
+                untils, ids = array("d"), array("Q")
+                untils.frombytes(raw[1][: 8 * count])
+                ids.frombytes(raw[1][8 * count :])
+                log = self.logs[key] = Log(untils, ids)
+            elif create:
+                log = self.logs[key] = Log(array("d"), array("Q"))
+        return log
+
+
+def load(data: bytes, boot: bytes) -> State:
+    """The state in ``data``; an empty one if it is not a whole state of this boot."""
+    state = State()
+    if len(data) < _PREFIX.size:
+        return state
+    magic, _, length, crc = _PREFIX.unpack_from(data)
+    end = _PREFIX.size + length
+    if magic != _MAGIC or end > len(data) or length < _STATE.size:
+        return state
+    view = memoryview(data)[_PREFIX.size : end]
+    if zlib.crc32(view) != crc:
+        return state
+    (written_at_boot, *fields, note_length, windows) = _STATE.unpack_from(view)
+    if written_at_boot != boot:
+        return state
+    state.pause, state.factor, state.since, state.penalised, state.blocked_until = fields[:5]
+    state.blocked = bool(fields[5])
+    at = _STATE.size
+    try:
+        state.note = bytes(view[at : at + note_length]).decode("utf-8", "replace")
+        at += note_length
+        for _ in range(windows):
+            key_length, count, last = _WINDOW.unpack_from(view, at)
+            at += _WINDOW.size
+            key = bytes(view[at : at + key_length])
+            at += key_length
+            state.raw[key] = (last, view[at : at + 16 * count])
+            at += 16 * count
+    except struct.error:  # pragma: no cover - the checksum matched: only a bug gets here
+        return State()
+    return state if at == len(view) else State()
+
+
+def dump(state: State, boot: bytes, now: float, stamp: int) -> bytes:
+    """``state`` as bytes, without the places that are free by ``now``."""
+    parts: list[bytes | memoryview] = [b""]
+    windows = 0
+    for key, (last, entries) in state.raw.items():
+        if last > now:  # not decoded: copied as it was, until its last place is free
+            parts += (_WINDOW.pack(len(key), len(entries) // 16, last), key, entries)
+            windows += 1
+    for key, log in state.logs.items():
+        log.prune(now)
+        if log.untils:
+            untils = log.untils
+            parts += (_WINDOW.pack(len(key), len(untils), untils[-1]), key)
+            parts += (untils.tobytes(), log.ids.tobytes())
+            windows += 1
+    note = state.note.encode("utf-8", "replace")
+    parts[0] = (
+        _STATE.pack(
+            boot,
+            state.pause,
+            state.factor,
+            state.since,
+            state.penalised,
+            state.blocked_until,
+            state.blocked,
+            len(note),
+            windows,
+        )
+        + note
+    )
+    body = b"".join(parts)
+    return _PREFIX.pack(_MAGIC, stamp, len(body), zlib.crc32(body)) + body
