@@ -38,6 +38,7 @@ from amo_pipelines import (
 )
 from amo_pipelines.demo import CountingTransport
 from amo_pipelines.funnels import CopyTarget, copy_funnels, export
+from amo_pipelines.transport import Request, Response
 
 from .common import Table, emulator_process, ideal_seconds, quiet_logs, slot_bound_seconds
 
@@ -48,6 +49,21 @@ SOURCE_MIN = 1 + PIPELINES
 TARGET_MIN = 1 + 1 + PIPELINES
 PALETTE = list(StatusColor)
 CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class TimedTransport(CountingTransport):
+    """Counts like the demo's transport, and notes each request's send and answer times."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[tuple[float, float]] = []
+
+    async def send(self, request: Request) -> Response:
+        sent = time.perf_counter()
+        try:
+            return await super().send(request)
+        finally:
+            self.times.append((sent, time.perf_counter()))
 
 
 def _statuses(pipeline_no: int) -> list[NewStatus]:
@@ -89,6 +105,8 @@ class Run:
     """The client process's CPU seconds during the copy."""
     served: float = 0.0
     """The 21 emulator processes' CPU seconds during the copy."""
+    times: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    """Per account label: (sent, answered) of each request, seconds from the copy's start."""
     verified: str = ""
 
 
@@ -106,9 +124,7 @@ def emulators_cpu() -> float:
 
 
 async def _copy(source: tuple[str, str], targets: list[tuple[str, str]], name: str) -> Run:
-    transports = {
-        label: CountingTransport() for label in ["source", *map(str, range(len(targets)))]
-    }
+    transports = {label: TimedTransport() for label in ["source", *map(str, range(len(targets)))]}
     async with contextlib.AsyncExitStack() as stack:
 
         def open_client(url: str, token: str, label: str) -> AmoClient:
@@ -129,7 +145,11 @@ async def _copy(source: tuple[str, str], targets: list[tuple[str, str]], name: s
     for t in transports.values():
         await t.aclose()
     requests = {label: t.requests for label, t in transports.items()}
+    times = {
+        label: [(a - started, b - started) for a, b in t.times] for label, t in transports.items()
+    }
     return Run(
+        times=times,
         name=name,
         wall=wall,
         requests=requests,
@@ -207,6 +227,22 @@ def run_all() -> list[Run]:
     return asyncio.run(_run_all())
 
 
+def _chain(run: Run, label: str | None = None) -> str:
+    """An account's mean place cycle (the gap between its k-th and (k+7)-th request starts:
+    1 s under 7/s, plus the RTT, since the limiter frees a place one second after the
+    answer, plus the client's lag) and its median RTT; by default the account answered
+    last."""
+    if not run.times:
+        return "-"
+    if label is None:
+        label = max(run.times, key=lambda k: max((b for _, b in run.times[k]), default=0.0))
+    starts = sorted(a for a, _ in run.times[label])
+    gaps = [b - a for a, b in zip(starts, starts[7:], strict=False)]
+    rtts = sorted(b - a for a, b in run.times[label])
+    cycle = sum(gaps) / len(gaps) if gaps else 0.0
+    return f"{label}: {cycle:.3f}, {1000 * rtts[len(rtts) // 2]:.0f}"
+
+
 def table(runs: list[Run]) -> Table:
     t = Table(
         "6. Copy: 50 pipelines x 97 statuses x 3 descriptions to 20 accounts, default limits",
@@ -215,10 +251,12 @@ def table(runs: list[Run]) -> Table:
             "requests / minimum",
             "busiest account: requests (min)",
             "wall s",
-            "slowest account's ideal s",
+            "slowest account's ideal s (N/7 - 1)",
             "wall / ideal",
             "slot bound s",
             "wall / slot bound",
+            "last to finish: place cycle s, median RTT ms",
+            "source: place cycle s, median RTT ms",
             "429s",
             "CPU s: client + emulators",
             "CPU bound s",
@@ -242,6 +280,8 @@ def table(runs: list[Run]) -> Table:
             f"{r.wall / ideal:.3f}",
             bound,
             f"{r.wall / bound:.3f}" if bound else "n/a",
+            _chain(r),
+            _chain(r, "source"),
             r.rate_limited,
             f"{r.cpu:.1f} + {r.served:.1f}",
             (r.cpu + r.served) / CPUS,
@@ -256,11 +296,18 @@ def table(runs: list[Run]) -> Table:
         "(its listing, 1 POST of 49 pipelines, 1 statuses POST per pipeline); a second copy "
         "needs the source's 51 and 51 per target (its listing and every pipeline's statuses "
         "with descriptions, to compare them), and writes nothing.",
-        "ideal = N / 7 - 1 s for the account with the most requests (the brief's formula); "
-        "slot bound = ceil(N / 7) - 1 s, when the N-th request may start at the earliest under "
-        "7 per second. For N = 52 the slot bound is 7 s against an ideal of 6.43 s, so no "
-        "client honouring 7/s can reach wall / ideal below 1.09: wall / slot bound says how "
-        "close the run came to what the limit allows.",
+        "ideal = N / 7 - 1 s for the account with the most requests (the brief's formula, a "
+        "fluid rate with the first second free); slot bound = ceil(N / 7) - 1 s, when the N-th "
+        "request may start at the earliest under 7 per second with a free first burst of 7 "
+        "(requests are whole: 52 = 7 x 7 + 3, so the 50th to 52nd start in the 8th second, at "
+        "t >= 7 s). For N = 52 the slot bound is 7 s against an ideal of 6.43 s, so no client "
+        "honouring 7/s can reach wall / ideal below 1.09, and wall also includes the last "
+        "request's own round trip. wall / slot bound says how close the run came to what the "
+        "limit allows; the reference row is the slowest account's time alone on this machine.",
+        "place cycle: the SDK's limiter frees a place 1 s after the answer that used it (the "
+        "server's arrival time is not known, the answer's is), so each of the 7 cycles of a "
+        "52-request chain costs 1 s + RTT + the client's lag in handling the answer and the "
+        "timer; wall ~ 7 x cycle + the chain's first offset + the last RTT.",
         f"CPU bound = (client + emulators' CPU seconds) / {CPUS} usable cores: the wall time "
         "this machine needs for the work whatever the limits; on a machine with fewer cores "
         "than busy processes the copy is bound by it rather than by 7/s.",
