@@ -7,14 +7,16 @@ import asyncio
 import hashlib
 import json
 import shutil
+import sys
 import tempfile
+from array import array
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from amo_pipelines.stores import FileWindowStore
-from amo_pipelines.stores._filestate import SUFFIX, State, load
+from amo_pipelines.stores._filestate import SUFFIX, Log, State, load
 from amo_pipelines.windows import Denied, Granted, PenaltyRule, Window
 
 ACCOUNT = "acme.amocrm.ru"
@@ -244,3 +246,13 @@ async def test_no_task_is_left_once_every_grant_is_answered(tmp_path: Path) -> N
     await asyncio.sleep(0)
     assert asyncio.all_tasks() == {asyncio.current_task()}  # the heartbeat is a timer
     store.close()
+
+
+def test_a_receipt_is_found_only_whole_and_a_missing_one_is_none() -> None:
+    ids = array("Q", [0x1100000000000000, 0x22, 5])
+    log = Log(array("d", [1.0, 2.0, 3.0]), ids)
+    across = int.from_bytes(ids.tobytes()[4:12], sys.byteorder)  # the bytes of two entries
+    assert log.pop(across) is None
+    assert log.pop(12345) is None
+    assert log.pop(5) == 3.0
+    assert list(log.ids) == [0x1100000000000000, 0x22] and list(log.untils) == [1.0, 2.0]
