@@ -56,8 +56,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Hasha
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from attrs import evolve
-
 from . import _json
 from .clock import Clock
 from .constants import MAX_ITEMS_PER_REQUEST
@@ -76,7 +74,7 @@ from .errors import (
     UnprocessableEntityError,
 )
 from .inputs import NewPipeline, NewStatus
-from .models import Pipeline, Status
+from .models import Pipeline, Status, with_request_id
 
 if TYPE_CHECKING:
     from .policies import Handler
@@ -542,7 +540,7 @@ class _Create(Generic[I, T]):
     def _record(self, position: int, result: T) -> None:
         item = self._items[position]
         if result.request_id != item.request_id:
-            result = evolve(result, request_id=item.request_id)  # show the caller's own id
+            result = with_request_id(result, item.request_id)  # show the caller's own id
         self._outcome.results[position] = result
         self._claimed.add(result.id)
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import attrs
 from attrs import field, frozen
 
 from .constants import LOST_STATUS_ID, WON_STATUS_ID, StatusType
@@ -228,3 +229,23 @@ class _DeferredSlot:
 
 
 setattr(Status, "descriptions", _DeferredSlot(Status.__dict__["descriptions"]))  # noqa: B010
+
+
+_Entity = TypeVar("_Entity", Pipeline, Status)
+
+
+def with_request_id(entity: _Entity, request_id: str | None) -> _Entity:
+    """A copy of ``entity`` with another ``request_id``, slot by slot.
+
+    Unlike ``attrs.evolve`` it reads no field through its descriptor, so descriptions
+    still :class:`Deferred` stay deferred (a batch create of statuses shows the caller's
+    own request ids on every result; evolve would build every description to do it).
+    """
+    cls = type(entity)
+    clone = object.__new__(cls)
+    for field_ in attrs.fields(cls):
+        descriptor = cls.__dict__[field_.name]
+        slot = descriptor.slot if isinstance(descriptor, _DeferredSlot) else descriptor
+        slot.__set__(clone, slot.__get__(entity, cls))
+    cls.__dict__["request_id"].__set__(clone, request_id)
+    return clone

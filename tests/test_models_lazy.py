@@ -27,6 +27,7 @@ from amo_pipelines.models import (
     Status,
     StatusCollection,
     StatusDescription,
+    with_request_id,
 )
 from amo_pipelines.testing import MockTransport, json_response
 
@@ -122,6 +123,30 @@ def test_a_deferred_status_reads_like_any_other() -> None:
         fast = converter.structure(BIG, StatusCollection).embedded.statuses
         copied = [read(s) for s in fast]
         assert copied == [read(s) for s in reference]
+
+
+def test_a_copy_with_another_request_id_keeps_descriptions_deferred() -> None:
+    reference = REFERENCE.structure(BIG, StatusCollection).embedded.statuses
+    for made, expected in zip(
+        converter.structure(BIG, StatusCollection).embedded.statuses, reference, strict=True
+    ):
+        copy = with_request_id(made, "mine")
+        assert type(SLOT.__get__(copy, Status)) is Deferred  # nothing was built to copy it
+        assert copy == attrs.evolve(expected, request_id="mine")
+        assert with_request_id(copy, expected.request_id) == expected
+    pipeline = converter.structure(
+        {
+            "id": 7,
+            "name": "P",
+            "sort": 1,
+            "is_main": True,
+            "is_unsorted_on": True,
+            "account_id": 1,
+            "_embedded": {"statuses": [status(sid, None) for sid in (1, 142, 143)]},
+        },
+        Pipeline,
+    )
+    assert with_request_id(pipeline, "p") == attrs.evolve(pipeline, request_id="p")
 
 
 def test_descriptions_can_still_be_given_to_the_constructor() -> None:
