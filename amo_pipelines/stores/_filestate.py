@@ -8,19 +8,25 @@ decoded at all: their bytes are copied back as they were until their last place 
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import sys
 import zlib
 from array import array
 from bisect import bisect_right
-from typing import Literal, overload
+from typing import TYPE_CHECKING, Literal, overload
 
-__all__ = ["SLACK", "STAMP", "SUFFIX", "State", "dump", "load"]
+if TYPE_CHECKING:
+    from ..windows import Window
+
+__all__ = ["SLACK", "STAMP", "SUFFIX", "State", "answer", "boot_id", "dump", "key_of", "load"]
 
 # The layout (native byte order: the file never leaves the machine). A prefix says how long
 # the state is and checksums it, so the tail of a longer old state left by a process killed
-# between a rewrite and its truncation, or anything not ours, is never taken for a state.
-SUFFIX = ".win"  # a new name for a new layout: the JSON files of 0.x are left alone
+# between a rewrite and its truncation, a rewrite of several pages cut short by a kill, or
+# anything not ours, is never taken for a state.
+SUFFIX = ".win"  # a new name for a new layout: the JSON files of earlier versions stay
+# untouched for processes still running one (they do not share this budget)
 _MAGIC = b"AMOWIN\x00\x02"
 # magic, the writer's stamp, length of the state, crc32 of the state. The stamp is new at
 # every write, so a reader that last saw its own stamp knows its decoded copy is current.
@@ -182,3 +188,36 @@ def dump(state: State, boot: bytes, now: float, stamp: int) -> bytes:
     )
     body = b"".join(parts)
     return _PREFIX.pack(_MAGIC, stamp, len(body), zlib.crc32(body)) + body
+
+
+def boot_id() -> bytes:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            text = f.read().strip()
+    except OSError:  # not Linux: keep the files (macOS's temp dir is emptied at boot)
+        return bytes(16)
+    return hashlib.md5(text.encode(), usedforsecurity=False).digest()
+
+
+_keys: dict[str, bytes] = {}
+
+
+def key_of(window: Window) -> bytes:
+    key = _keys.get(window.key)
+    if key is None:
+        if len(_keys) >= 4096:  # a service of many accounts: start over rather than grow
+            _keys.clear()
+        key = _keys[window.key] = window.key.encode("utf-8", "surrogatepass")
+    return key
+
+
+def answer(state: State, answers: list[tuple[tuple[Window, ...], int]], now: float) -> bool:
+    """Count answered grants from ``now`` (when they got their answer, or later)."""
+    dirty = False
+    for windows, rid in answers:
+        for window in windows:
+            log = state.log(key_of(window))
+            if log is not None and log.pop(rid) is not None:
+                log.add(now + window.span, rid)
+                dirty = True
+    return dirty

@@ -12,7 +12,10 @@ The file is binary (see :mod:`amo_pipelines.stores._filestate`): each window is 
 sorted arrays, the times its places free up and the grants' receipts, read and written
 as raw bytes, so that a call costs a few system calls and no text encoding. Expired
 places are dropped whenever a window is written, so a window never holds more than its
-limit.
+limit. A store keeps the state it last read or wrote decoded, and decodes the file again
+only once a peer has written (every write carries a new stamp). An answer is written with
+the account's next write, at the latest when the event loop turns: until then its place
+counts as pending, which frees it later, never sooner.
 
 Times are ``time.monotonic()``: on Linux and macOS that clock is the machine's, common to
 all its processes. A file written before the machine last booted (a temp dir that
@@ -48,7 +51,7 @@ from ..windows import (
     Window,
     WindowStore,
 )
-from ._filestate import SLACK, STAMP, SUFFIX, State, dump, load
+from ._filestate import SLACK, STAMP, SUFFIX, State, answer, boot_id, dump, key_of, load
 from ._lease import DEFAULT_LEASE, LeaseKeeper, Renewal, check_lease, recovered, scaled
 
 try:  # POSIX only
@@ -77,15 +80,6 @@ def default_directory() -> Path:
     return Path(tempfile.gettempdir()) / f"amo_pipelines-{os.getuid()}"
 
 
-def _boot_id() -> bytes:
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
-            text = f.read().strip()
-    except OSError:  # not Linux: keep the files (macOS's temp dir is emptied at boot)
-        return bytes(16)
-    return hashlib.md5(text.encode(), usedforsecurity=False).digest()
-
-
 def _private_directory(path: Path) -> None:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = path.stat()
@@ -94,18 +88,6 @@ def _private_directory(path: Path) -> None:
             f"{path} must belong to this user and be private (mode 0700); "
             f"set {ENV_DIRECTORY} to another folder"
         )
-
-
-_keys: dict[str, bytes] = {}
-
-
-def _key(window: Window) -> bytes:
-    key = _keys.get(window.key)
-    if key is None:
-        if len(_keys) >= 4096:  # a service of many accounts: start over rather than grow
-            _keys.clear()
-        key = _keys[window.key] = window.key.encode("utf-8", "surrogatepass")
-    return key
 
 
 class FileWindowStore:
@@ -124,7 +106,7 @@ class FileWindowStore:
         self.directory = Path(directory) if directory is not None else default_directory()
         self.lease = check_lease(lease)
         _private_directory(self.directory)
-        self._boot = _boot_id()
+        self._boot = boot_id()
         self._forks = _forks
         self._files: dict[str, _File] = {}
         # Receipts are 64-bit numbers counted from a random start: two stores' runs overlap
@@ -177,7 +159,7 @@ class FileWindowStore:
             blocking: list[int] = []
             retry_after = 0.0
             for index, window in enumerate(windows):
-                log = state.log(_key(window), create=True)  # (an empty one is not written)
+                log = state.log(key_of(window), create=True)  # (an empty one is not written)
                 log.prune(now)
                 limit = window.limit if factor >= 1.0 else scaled(window.limit, factor)
                 excess = len(log.untils) - limit
@@ -229,7 +211,7 @@ class FileWindowStore:
         def forget(state: State, now: float) -> tuple[None, bool]:
             dirty = False
             for window in windows:
-                log = state.log(_key(window))
+                log = state.log(key_of(window))
                 if log is not None and log.pop(rid) is not None:
                     dirty = True
             return None, dirty
@@ -290,7 +272,7 @@ class FileWindowStore:
                         continue  # answered since it was listed: it must not hold longer
                     rid = int(receipt, 16)
                     for window in windows:
-                        log = state.log(_key(window))
+                        log = state.log(key_of(window))
                         until = None if log is None else log.pop(rid)
                         if log is not None and until is not None:
                             log.add(max(until, now + self.lease + window.span), rid)
@@ -334,7 +316,7 @@ class FileWindowStore:
             try:
                 result, dirty = change(state, now)
                 if answers is not None:
-                    dirty = _answer(state, answers, now) or dirty
+                    dirty = answer(state, answers, now) or dirty
             except BaseException:
                 file.state = None  # maybe changed half way: decode afresh
                 raise
@@ -367,18 +349,6 @@ class FileWindowStore:
             fd = os.open(self.directory / f"{name}{SUFFIX}", os.O_RDWR | os.O_CREAT, 0o600)
             file = self._files[account] = _File(fd)
         return file
-
-
-def _answer(state: State, answers: list[tuple[tuple[Window, ...], int]], now: float) -> bool:
-    """Count answered grants from ``now`` (when they got their answer, or later)."""
-    dirty = False
-    for windows, rid in answers:
-        for window in windows:
-            log = state.log(_key(window))
-            if log is not None and log.pop(rid) is not None:
-                log.add(now + window.span, rid)
-                dirty = True
-    return dirty
 
 
 def _unchanged(state: State, now: float) -> tuple[None, bool]:
