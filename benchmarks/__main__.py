@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--only rate,migration,overhead,parse,copy,shared]``: run the suite.
+"""``python -m benchmarks [--only rate,migration,overhead,parse,copy,budget]``: run the suite.
 
 Every table is printed as it is ready and collected in ``benchmarks/out/results.md``; the
 rate chart goes to ``benchmarks/out/rate.png`` and the profiles to
@@ -15,7 +15,7 @@ from . import copy as copying
 from . import migration, overhead, parse, peer, rate, shared_budget
 from .common import OUT, Results, environment
 
-BENCHMARKS = ("rate", "migration", "overhead", "parse", "copy", "shared")
+BENCHMARKS = ("rate", "migration", "overhead", "parse", "copy", "budget")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,11 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("6. copy to 20 accounts ...", flush=True)
         results.add(copying.table(copying.run_all()).render())
         lap("copy")
-    if "shared" in chosen:
+    if "budget" in chosen:
         print("7. one budget across processes (file store and Redis, ~3 min) ...", flush=True)
         for table in shared_budget.run_all():
             results.add(table.render())
-        lap("shared")
+        lap("budget")
     results.add(peer.summary(rates, migrations, measured, parsed).render())
 
     elapsed = time.perf_counter() - started

@@ -106,7 +106,7 @@ async def test_the_folder_and_files_are_private_and_hold_no_token() -> None:
 async def test_without_a_private_folder_each_loop_keeps_its_own_budget(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    shared = tmp_path / "shared"
+    shared = tmp_path / "common"
     shared.mkdir()
     os.chmod(shared, 0o777)  # others could write it: not a place for the budget
     monkeypatch.setenv("AMO_PIPELINES_STATE_DIR", str(shared))
