@@ -60,7 +60,8 @@ class PipelinesAPI:
         Items go out in chunks of ``batch_size`` (the client's default unless given).
         After an ambiguous failure the chunk is reconciled (``on_ambiguous="reconcile"``,
         the default) or the failure raised (``"raise"``). If any item fails, a
-        :class:`BatchError` says which were created and which were not.
+        :class:`BatchError` says which were created and which were not; a single refusal
+        with nothing written (403, say) is raised as it is. See :mod:`amo_pipelines._batch`.
         """
         items = check_batch(pipelines, NewPipeline, MAX_PIPELINES_PER_ACCOUNT, "pipelines")
         return await self._client._batches.create(
@@ -98,7 +99,8 @@ class PipelinesAPI:
         self, updates: Mapping[int, PipelineUpdate] | Iterable[tuple[int, PipelineUpdate]]
     ) -> builtins.list[Pipeline]:
         """PATCH several pipelines concurrently (the API has no batch edit); results in
-        input order, or :class:`BatchError` with what was and was not changed."""
+        input order, or :class:`BatchError` with what was and was not changed (a single
+        refusal with nothing changed is raised as it is)."""
         pairs = check_updates(updates, PipelineUpdate, "pipeline_id")
         calls = [
             partial(
@@ -115,7 +117,8 @@ class PipelinesAPI:
         await self._client.request("DELETE", pipeline_path(pipeline_id))
 
     async def delete_many(self, pipeline_ids: Iterable[int]) -> None:
-        """DELETE several pipelines concurrently; :class:`BatchError` on any failure."""
+        """DELETE several pipelines concurrently; :class:`BatchError` on any failure (a
+        single refusal with nothing deleted is raised as it is)."""
         ids = check_ids(pipeline_ids, "pipeline_ids")
         await self._client._batches.fan_out([partial(self.delete, p) for p in ids])
 

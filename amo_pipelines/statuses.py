@@ -176,7 +176,7 @@ class StatusesAPI:
 
     async def delete_many(self, pipeline_id: int, status_ids: Iterable[int]) -> None:
         """DELETE several statuses of one pipeline concurrently; :class:`BatchError` on
-        any failure."""
+        any failure (a single refusal with nothing deleted is raised as it is)."""
         statuses_path(pipeline_id)
         ids = check_ids(status_ids, "status_ids")
         await self._client._batches.fan_out([partial(self.delete, pipeline_id, s) for s in ids])

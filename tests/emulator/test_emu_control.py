@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import sys
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,9 +13,10 @@ import pytest
 from amo_pipelines.emulator import Emulator
 from amo_pipelines.emulator.__main__ import parse_command_line
 
+from .cli_process import emulator_cli
+
 CODE_PATH = "/_emulator/oauth/code"
 TOKEN_PATH = "/oauth2/access_token"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def exchange(emu: Emulator, code: str) -> dict[str, Any]:
@@ -89,19 +87,7 @@ def test_codes_option() -> None:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery differs on Windows")
 def test_cli_prints_n_codes_and_serves_more() -> None:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "amo_pipelines.emulator", "--port", "0", "--codes", "3"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with emulator_cli("--codes", "3") as proc:
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(8)]
         codes = [line.rsplit(" ", 1)[1].strip() for line in lines if "authorization code" in line]
@@ -117,8 +103,4 @@ def test_cli_prints_n_codes_and_serves_more() -> None:
         assert len(fresh) == 2 and not fresh & set(codes)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, err

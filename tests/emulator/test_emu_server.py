@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -17,6 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from amo_pipelines.emulator import Emulator, EmulatorConfig, FaultKind
 from amo_pipelines.emulator.__main__ import parse_args
+
+from .cli_process import emulator_cli
 
 PIPELINES = "/api/v4/leads/pipelines"
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,19 +91,7 @@ def test_parse_args_errors(argv: list[str], capsys: Any) -> None:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery differs on Windows")
 def test_cli_serves_and_stops_cleanly_on_ctrl_c() -> None:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "amo_pipelines.emulator", "--port", "0", "--seed", "3"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with emulator_cli("--seed", "3") as proc:
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(3)]
         url = lines[0].rsplit(" ", 1)[1].strip()
@@ -119,10 +107,6 @@ def test_cli_serves_and_stops_cleanly_on_ctrl_c() -> None:
             assert json.load(resp)["_total_items"] == 1
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert "emulator stopped" in out
