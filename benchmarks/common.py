@@ -271,10 +271,15 @@ async def emulator_process(*args: str) -> AsyncIterator[EmulatorProcess]:
             raise RuntimeError(f"unexpected emulator output: {banner!r} {token_line!r}")
         yield EmulatorProcess(found.group(1), token_line.split(":", 1)[1].strip())
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except asyncio.TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop_process(proc)
+
+
+async def stop_process(proc: asyncio.subprocess.Process) -> None:
+    """Terminate a server process started for a benchmark; kill it if it lingers."""
+    if proc.returncode is None:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()

@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
-from .common import ROOT
+from .common import ROOT, stop_process
 
 _NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 _REASONS = {200: "OK", 204: "No Content", 404: "Not Found"}
@@ -122,13 +122,7 @@ async def replay_process(recorded: Mapping[str, tuple[int, str, bytes]]) -> Asyn
                 raise RuntimeError(f"unexpected replay server output: {banner!r}")
             yield found.group(1)
         finally:
-            if proc.returncode is None:
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(proc.wait(), 10)
-                except asyncio.TimeoutError:
-                    proc.kill()
-                    await proc.wait()
+            await stop_process(proc)
 
 
 if __name__ == "__main__":
