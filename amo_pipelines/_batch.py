@@ -190,10 +190,7 @@ class BatchStopPolicy:
         return handler
 
     async def send(self, request: Request, next: Handler) -> Response:
-        call = _batch_call.get()
-        if call is not None and call.stop is not None:
-            raise SkippedError(call.stop)
-        return await next(request)
+        return await self.wrap(next)(request)  # chain() calls wrap() once instead
 
 
 async def _skip(stop: AmoError) -> Response:
