@@ -13,6 +13,14 @@ Usage::
 
 Or as a server: ``python -m amo_pipelines.emulator --port 8080 --seed 1 --fault-rate 500=0.05``.
 
+Many accounts at once: ``async with EmulatorFleet(20, config=EmulatorConfig(...)) as fleet:``
+starts 20 independent ``Emulator``s (``fleet.accounts``), each on its own loopback port with
+its own state, limits, tokens, stats and log; account ``i`` (0-based) has ``account_id =
+config.account_id + i``, subdomain ``f"{config.subdomain}{i + 1}"``, port ``config.port + i``
+(ephemeral ones for 0) and a seed derived from ``config.seed``. As a server:
+``python -m amo_pipelines.emulator --accounts 20 --port 0 --accounts-file accounts.json``
+(URLs on stdout, tokens only in the file, mode 0600, written once every account listens).
+
 What the API pages say, no more and no less. Each rule below names its source in brackets:
 ``[ru § Section]`` is amoCRM's Russian page (the section headed so), ``[ru.txt § ...]`` its
 older plain-text copy, ``[en § ...]`` Kommo's English page, ``[limits]`` amoCRM's wider
@@ -24,7 +32,8 @@ Where the pages say nothing about a field, it is ignored rather than refused.
 Request pipeline (every request, in this order)
 -----------------------------------------------
 1. Logged in ``emu.request_log`` on arrival (its body is read first), counted in
-   ``emu.stats.requests``.
+   ``emu.stats.requests``; the entry gets ``finished_at`` when answered. Over HTTP:
+   ``GET /_emulator/log`` and ``GET /_emulator/stats`` (see ``control``; never the token).
 2. Account blocked: 403 ``text/html`` page, outcome ``"blocked"``. Nothing else happens.
    [limits]
 3. Rate limits (sliding windows of ``window`` seconds): 7 requests per token, 50 per account
@@ -270,9 +279,10 @@ OAuth 2.0 (``oauth``) [limits]
 
 Modules
 -------
-``config`` (EmulatorConfig), ``server`` (Emulator), ``gateway`` (the per-request pipeline
-above, faults included), ``oauth`` (the token endpoint and its own pipeline), ``control``
-(``/_emulator/`` endpoints), ``app`` (the endpoints), ``validation``/``plans``/``rules``
+``config`` (EmulatorConfig), ``server`` (Emulator), ``fleet`` (EmulatorFleet: many accounts,
+one port each), ``gateway`` (the per-request pipeline above, faults included), ``oauth`` (the
+token endpoint and its own pipeline), ``control`` (``/_emulator/`` endpoints: OAuth codes, the
+request log and stats over HTTP), ``app`` (the endpoints), ``validation``/``plans``/``rules``
 (request checks), ``state`` (the account), ``seeding`` (the account it starts with),
 ``render`` (response bodies), ``limits``, ``faults``, ``records`` (log and stats),
 ``__main__`` (the command line server).
@@ -282,6 +292,7 @@ from __future__ import annotations
 
 from .config import EmulatorConfig
 from .faults import Fault, FaultInjector, FaultKind, ScriptedFault
+from .fleet import EmulatorFleet
 from .oauth import OAuthClient, OAuthServer
 from .records import RequestLogEntry, Stats
 from .server import Emulator
@@ -292,6 +303,7 @@ __all__ = [
     "Description",
     "Emulator",
     "EmulatorConfig",
+    "EmulatorFleet",
     "Fault",
     "FaultInjector",
     "FaultKind",

@@ -1,18 +1,58 @@
-"""``python -m amo_pipelines.emulator``: serve an emulated account until Ctrl-C."""
+"""``python -m amo_pipelines.emulator``: serve an emulated account (or ``--accounts N`` of
+them, one port each) until Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from attrs import frozen
 
 from .config import EmulatorConfig
-from .control import CODE_PATH
+from .control import CODE_PATH, LOG_PATH, STATS_PATH
 from .faults import FaultKind
+from .fleet import EmulatorFleet, describe_account
 from .server import Emulator
+
+EPILOG = f"""\
+accounts:
+  --accounts N serves N independent accounts from this one process, each on its own port
+  (--port P: P..P+N-1; --port 0: free ports), with its own limits, tokens and state; every
+  other option applies to each. With N > 1, account i (1-based) has account id
+  ACCOUNT_ID+i-1, subdomain SUBDOMAIN<i>, a seed derived from --seed and --admin-token/
+  --user-token with "-<i>" appended; stdout shows "account <i>: <url>" lines, no tokens.
+  --accounts-file PATH (any N) writes, once every account listens, a JSON list of
+  {{"name", "base_url", "account_id", "subdomain", "admin_token", "user_token"}}, mode 0600.
+
+emulator-only endpoints (on every account's port; no token, never logged, limited or faulted):
+  GET {LOG_PATH}[?since=N]
+      the request log from index N: {{"entries": [...], "next": <log length>}}; per entry
+      index, method, path, query, status, outcome, arrived_at, finished_at (monotonic
+      seconds), latency, processed_status, user_agent, peer (host:port), token_kind
+      (admin/user/other/null); never the token or the body
+  GET {STATS_PATH}
+      the counters: requests, responses by status, rate_limited, blocks, faults, ...
+  POST {CODE_PATH}
+      a fresh single-use OAuth authorization code
+"""
+
+
+@frozen
+class ServerOptions:
+    """What the command line asks for."""
+
+    config: EmulatorConfig
+    codes: int = 1
+    accounts: int = 1
+    accounts_file: Path | None = None
 
 
 def _rate(text: str) -> tuple[FaultKind, float]:
@@ -39,6 +79,16 @@ def _limit(text: str) -> int | None:
     return int(text)
 
 
+def _accounts(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -56,12 +106,36 @@ def parse_args(argv: Sequence[str] | None = None) -> EmulatorConfig:
 
 def parse_command_line(argv: Sequence[str] | None = None) -> tuple[EmulatorConfig, int]:
     """The server's config and how many authorization codes to print at start."""
+    options = parse_options(argv)
+    return options.config, options.codes
+
+
+def parse_options(argv: Sequence[str] | None = None) -> ServerOptions:
+    """Everything the command line asks for."""
     parser = argparse.ArgumentParser(
         prog="python -m amo_pipelines.emulator",
         description="Serve an emulated amoCRM account (leads pipelines API v4).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    parser.add_argument(
+        "--port", type=int, default=8080, help="0 picks a free port (one per account)"
+    )
+    parser.add_argument(
+        "--accounts",
+        type=_accounts,
+        default=1,
+        metavar="N",
+        help="serve N independent accounts, one port each (see below)",
+    )
+    parser.add_argument(
+        "--accounts-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write every account's URL and tokens there as JSON (mode 0600)",
+    )
     parser.add_argument("--account-id", type=int, default=12345678)
     parser.add_argument("--subdomain", default="example")
     parser.add_argument("--rps", type=_limit, default=7, help="per-token limit; 'off' disables")
@@ -95,7 +169,8 @@ def parse_command_line(argv: Sequence[str] | None = None) -> tuple[EmulatorConfi
         type=_count,
         default=1,
         metavar="N",
-        help="authorization codes to print at start (more: POST /_emulator/oauth/code)",
+        help="authorization codes to print at start with one account "
+        "(more: POST /_emulator/oauth/code)",
     )
     args = parser.parse_args(argv)
     try:
@@ -120,16 +195,45 @@ def parse_command_line(argv: Sequence[str] | None = None) -> tuple[EmulatorConfi
         )
     except ValueError as exc:
         parser.error(str(exc))
-    return config, args.codes
+    if args.accounts > 1 and args.port and args.port + args.accounts - 1 > 65535:
+        parser.error(f"--port {args.port} leaves no room for {args.accounts} accounts")
+    return ServerOptions(config, args.codes, args.accounts, args.accounts_file)
 
 
-async def serve(config: EmulatorConfig, codes: int = 1) -> None:
+def write_accounts_file(path: Path, accounts: list[dict[str, Any]]) -> None:
+    """Write ``accounts`` as JSON, mode 0600 (it holds tokens), all at once: a reader sees
+    either no file or the whole list, never a half-written one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # a leftover of a killed run: O_EXCL below must create it afresh
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(accounts, out, indent=2)
+            out.write("\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _stop_event() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def serve(config: EmulatorConfig, codes: int = 1, accounts_file: Path | None = None) -> None:
+    stop = _stop_event()
     async with Emulator(config) as emu:
+        if accounts_file is not None:
+            write_accounts_file(accounts_file, [describe_account(emu, 0)])
         print(f"amoCRM emulator listening on {emu.url}", flush=True)
         print(f"admin token: {emu.admin_token}", flush=True)
         print(f"user token: {emu.user_token}", flush=True)
@@ -147,11 +251,34 @@ async def serve(config: EmulatorConfig, codes: int = 1) -> None:
     print("emulator stopped", flush=True)
 
 
+async def serve_fleet(config: EmulatorConfig, count: int, accounts_file: Path | None) -> None:
+    """Serve ``count`` accounts; stdout names their URLs and never their tokens."""
+    stop = _stop_event()
+    async with EmulatorFleet(count, config=config) as fleet:
+        if accounts_file is not None:
+            write_accounts_file(accounts_file, fleet.accounts_json())
+        where = "not shown (--accounts-file)" if accounts_file is None else f"in {accounts_file}"
+        print(f"amoCRM emulator serving {count} accounts; tokens {where}", flush=True)
+        for i, emu in enumerate(fleet.accounts):
+            print(f"account {i + 1}: {emu.url}", flush=True)
+        await stop.wait()
+    print("emulator stopped", flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    config, codes = parse_command_line(argv)
+    options = parse_options(argv)
+    if options.accounts == 1:
+        job = serve(options.config, options.codes, options.accounts_file)
+    else:
+        job = serve_fleet(options.config, options.accounts, options.accounts_file)
     # Signal handlers stop the server cleanly; KeyboardInterrupt covers platforms without them.
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config, codes))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(job)
+    except OSError as exc:
+        # A port taken or an accounts file that can not be written: one line, no traceback.
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

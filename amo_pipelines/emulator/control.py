@@ -1,13 +1,34 @@
 """Emulator-only endpoints under ``/_emulator/``: no part of the API, there so that another
-process (a browser, an OAuth callback under test) can drive what ``Emulator`` methods do in
-process.
+process (a browser, an OAuth callback under test, a test watching a server it started as a
+process) can see and drive what ``Emulator`` attributes and methods give in process.
+
+None of them is logged or counted, needs a token, is rate limited, faulted or blocked. Each
+serves the account (the port) it is asked on; under ``--accounts N`` every account has its own.
 
 ``POST /_emulator/oauth/code`` stands in for the consent screen, like ``emu.issue_code()``:
 it answers 200 ``application/json`` ``{"code": ..., "client_id": ..., "redirect_uri": ...,
 "expires_in": <seconds>}`` with a fresh single-use code. An optional JSON object body picks
 ``client_id`` (a registered client; default the config's), ``admin`` (bool, default true)
-and ``user_id`` (int, default 1). These requests are not logged or counted, need no token,
-are never rate limited, faulted or blocked.
+and ``user_id`` (int, default 1).
+
+``GET /_emulator/log[?since=N]`` is ``emu.request_log`` from index ``N`` on (default 0):
+``{"entries": [...], "next": <len(log)>}``; a poller passes the last ``next`` as ``since`` to
+read only what came since (an ``N`` past the end gives no entries; ``emu.clear_log()`` starts
+the indexes again at 0). Each entry: ``index`` (its place in the log), ``method``, ``path``,
+``query`` (raw, no ``?``), ``status`` (null while pending or when the connection was
+dropped), ``outcome``, ``arrived_at`` and ``finished_at`` (seconds on the emulator's monotonic
+clock, the same for every account of a process; ``finished_at`` null while pending),
+``latency``, ``processed_status``, ``user_agent``, ``peer`` (the client's ``host:port``) and
+``token_kind`` (``"admin"``, ``"user"``, ``"other"`` for a token the account does not know,
+null when none was sent). Never the token or the body. Two writes whose ``[arrived_at,
+finished_at]`` windows overlap were being processed at the same time. ``since`` other than a
+whole number >= 0: 400 problem+json.
+
+``GET /_emulator/stats`` is ``emu.stats``: ``{"requests", "responses" (by status, keys are
+strings), "rate_limited", "blocks", "blocked", "blocked_requests", "faults",
+"faults_committed", "internal_errors", "token_requests", "token_grants"}``.
+
+Other methods on these paths: 405; other ``/_emulator/`` paths: 404 (problem+json).
 """
 
 from __future__ import annotations
@@ -17,12 +38,14 @@ from typing import Any
 
 from aiohttp import web
 
-from .gateway import Handler
+from .gateway import RUNTIME, Handler
 from .oauth import OAUTH
 from .render import problem
 
 PREFIX = "/_emulator/"
 CODE_PATH = "/_emulator/oauth/code"
+LOG_PATH = "/_emulator/log"
+STATS_PATH = "/_emulator/stats"
 
 
 def _code_request(body: bytes) -> dict[str, Any]:
@@ -70,13 +93,49 @@ async def issue_code(request: web.Request) -> web.Response:
     )
 
 
+def _since(request: web.Request) -> int:
+    raw = request.query.get("since", "0")
+    if not (raw.isascii() and raw.isdigit()):
+        raise ValueError(f"since must be a whole number >= 0, got {raw!r}")
+    return int(raw)
+
+
+async def request_log(request: web.Request) -> web.Response:
+    log = request.app[RUNTIME].log
+    try:
+        since = _since(request)
+    except ValueError as exc:
+        return problem(400, str(exc))
+    # One slice, read with no await in between, so "next" matches the entries sent.
+    entries = log[since:]
+    return web.json_response(
+        {
+            "entries": [dict(entry.public(), index=since + i) for i, entry in enumerate(entries)],
+            "next": len(log),
+        }
+    )
+
+
+async def stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[RUNTIME].stats.public())
+
+
+_ROUTES = {
+    CODE_PATH: ("POST", issue_code),
+    LOG_PATH: ("GET", request_log),
+    STATS_PATH: ("GET", stats),
+}
+
+
 @web.middleware
 async def control_gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Serve ``/_emulator/*``; hand every other request on."""
     if not request.path.startswith(PREFIX):
         return await handler(request)
-    if request.path != CODE_PATH:
+    route = _ROUTES.get(request.path)
+    if route is None:
         return problem(404, "Not found")
-    if request.method != "POST":
+    method, serve = route
+    if request.method != method:
         return problem(405, "Method not allowed")
-    return await issue_code(request)
+    return await serve(request)

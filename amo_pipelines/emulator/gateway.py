@@ -89,8 +89,32 @@ def _finish(
 ) -> web.Response:
     entry.status = response.status
     entry.outcome = outcome or _outcome(response.status)
+    entry.finished_at = rt.config.clock()
     rt.stats.count_response(response.status)
     return response
+
+
+def _drop(rt: Runtime, entry: RequestLogEntry, request: web.BaseRequest, *, reset: bool) -> None:
+    entry.finished_at = rt.config.clock()
+    drop_connection(request, reset=reset)
+
+
+def _peer(request: web.BaseRequest) -> str | None:
+    transport = request.transport
+    peername = transport.get_extra_info("peername") if transport is not None else None
+    if not isinstance(peername, tuple) or len(peername) < 2:
+        return None
+    host, port = peername[0], peername[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+def _token_kind(rt: Runtime, token: str | None) -> str | None:
+    if token is None:
+        return None
+    info = rt.state.tokens.get(token)
+    if info is None:
+        return "other"
+    return "admin" if info.admin else "user"
 
 
 def _too_many(rt: Runtime, retry_after: float) -> web.Response:
@@ -124,6 +148,9 @@ async def admit(
         query=request.query_string,
         token=token,
         arrived_at=now,
+        user_agent=request.headers.get("User-Agent"),
+        peer=_peer(request),
+        token_kind=_token_kind(rt, token),
     )
     rt.log.append(entry)
     rt.stats.requests += 1
@@ -215,7 +242,7 @@ async def fault_before(
         return None
     if fault.kind is FaultKind.RESET:
         entry.outcome = fault.outcome
-        drop_connection(request, reset=True)
+        _drop(rt, entry, request, reset=True)
         return web.Response(status=204)  # never sent: the connection is gone
     if fault.kind.status_code is not None:
         return _finish(rt, entry, _fault_response(rt, fault), fault.outcome)
@@ -237,7 +264,7 @@ def fault_after(
     rt.stats.count_commit(fault.kind.value)
     if fault.kind in (FaultKind.COMMIT_THEN_DROP, FaultKind.RESET):
         entry.outcome = fault.outcome
-        drop_connection(request, reset=fault.kind is FaultKind.RESET)
+        _drop(rt, entry, request, reset=fault.kind is FaultKind.RESET)
         return response  # never sent
     return _finish(rt, entry, _fault_response(rt, fault), fault.outcome)
 
@@ -264,7 +291,7 @@ async def _late_commit(
                 raise
         else:
             return _finish(rt, entry, response, fault.outcome)
-    drop_connection(request, reset=False)
+    _drop(rt, entry, request, reset=False)
     return web.Response(status=204)  # never sent
 
 

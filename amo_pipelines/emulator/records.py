@@ -36,11 +36,40 @@ class RequestLogEntry:
     processed_status: int | None = None
     """For faults that process the request (commit-then-drop, status and reset faults with
     ``commit``, late commits once applied): the status the real response had."""
+    finished_at: float | None = None
+    """When the request was answered (or its connection dropped), on the same clock as
+    ``arrived_at``; None while pending. ``[arrived_at, finished_at]`` is the window in which
+    the request could have changed the account."""
+    user_agent: str | None = None
+    """The request's ``User-Agent`` header."""
+    peer: str | None = None
+    """The connection's remote ``host:port`` (``[host]:port`` for IPv6)."""
+    token_kind: str | None = None
+    """Whose token was presented, so logs can be shown without the token itself: "admin",
+    "user" (a known non-admin token), "other" (unknown to the account) or None (none sent)."""
 
     @property
     def json(self) -> Any:
         """The request body parsed as JSON (None when empty)."""
         return json.loads(self.body) if self.body.strip() else None
+
+    def public(self) -> dict[str, Any]:
+        """The entry as ``GET /_emulator/log`` shows it: no token and no body (an OAuth
+        request's body holds secrets)."""
+        return {
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "status": self.status,
+            "outcome": self.outcome,
+            "arrived_at": self.arrived_at,
+            "finished_at": self.finished_at,
+            "latency": self.latency,
+            "processed_status": self.processed_status,
+            "user_agent": self.user_agent,
+            "peer": self.peer,
+            "token_kind": self.token_kind,
+        }
 
 
 @define
@@ -80,3 +109,20 @@ class Stats:
 
     def count_commit(self, kind: str) -> None:
         self.faults_committed[kind] = self.faults_committed.get(kind, 0) + 1
+
+    def public(self) -> dict[str, Any]:
+        """The counters as ``GET /_emulator/stats`` shows them (JSON object keys are
+        strings, so ``responses`` is keyed by ``"200"``, ``"429"``, ...)."""
+        return {
+            "requests": self.requests,
+            "responses": {str(code): n for code, n in sorted(self.responses.items())},
+            "rate_limited": self.rate_limited,
+            "blocks": self.blocks,
+            "blocked": self.blocked,
+            "blocked_requests": self.blocked_requests,
+            "faults": dict(self.faults),
+            "faults_committed": dict(self.faults_committed),
+            "internal_errors": self.internal_errors,
+            "token_requests": self.token_requests,
+            "token_grants": dict(self.token_grants),
+        }
