@@ -5,23 +5,12 @@ from __future__ import annotations
 import logging
 
 from ._version import __version__
-from .auth import AuthProvider, LongLivedToken, OAuth2, TokenEndpoint
-from .circuit import CircuitBreaker
+from .auth.oauth import AuthProvider, LongLivedToken, OAuth2, TokenEndpoint
+from .auth.tokens import FileTokenStore, MemoryTokenStore, TokenSet, TokenStore
+from .budget.file import FileWindowStore
+from .budget.limiter import Limit, RateLimiter, RateLimitStoreError
+from .budget.windows import InMemoryWindowStore
 from .client import AmoClient
-from .clock import FakeClock
-from .constants import (
-    LOST_STATUS_ID,
-    MAX_CUSTOM_STATUSES_PER_PIPELINE,
-    MAX_DESCRIPTION_LENGTH,
-    MAX_DESCRIPTIONS_PER_STATUS,
-    MAX_ITEMS_PER_REQUEST,
-    MAX_PIPELINES_PER_ACCOUNT,
-    MAX_STATUSES_PER_PIPELINE,
-    WON_STATUS_ID,
-    DescriptionLevel,
-    StatusColor,
-    StatusType,
-)
 from .errors import (
     AccountBlockedError,
     AmoError,
@@ -52,15 +41,27 @@ from .errors import (
     ValidationIssue,
     WrongEventLoopError,
 )
-from .inputs import DescriptionInput, NewPipeline, NewStatus, PipelineUpdate, StatusUpdate
-from .models import Pipeline, Status, StatusDescription
-from .ratelimit import Limit, RateLimiter, RateLimitStoreError
-from .retry import NO_RETRY, RetryPolicy
+from .http.circuit import CircuitBreaker
+from .http.clock import FakeClock
+from .http.retry import NO_RETRY, RetryPolicy
+from .http.urls import parse_account_host
+from .model.constants import (
+    LOST_STATUS_ID,
+    MAX_CUSTOM_STATUSES_PER_PIPELINE,
+    MAX_DESCRIPTION_LENGTH,
+    MAX_DESCRIPTIONS_PER_STATUS,
+    MAX_ITEMS_PER_REQUEST,
+    MAX_PIPELINES_PER_ACCOUNT,
+    MAX_STATUSES_PER_PIPELINE,
+    WON_STATUS_ID,
+    DescriptionLevel,
+    StatusColor,
+    StatusType,
+)
+from .model.inputs import DescriptionInput, NewPipeline, NewStatus, PipelineUpdate, StatusUpdate
+from .model.models import Pipeline, Status, StatusDescription
 from .testing import MockTransport
-from .tokens import FileTokenStore, MemoryTokenStore, TokenSet, TokenStore
 from .transport import AiohttpTransport, Request, Response, Transport
-from .urls import parse_account_host
-from .windows import InMemoryWindowStore
 
 logging.getLogger("amo_pipelines").addHandler(logging.NullHandler())
 
@@ -89,6 +90,7 @@ __all__ = [
     "DescriptionLevel",
     "FakeClock",
     "FileTokenStore",
+    "FileWindowStore",
     "ForbiddenError",
     "GatewayTimeoutError",
     "InMemoryWindowStore",

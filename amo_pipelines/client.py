@@ -11,14 +11,9 @@ from typing import Any, TypeVar
 import aiohttp
 from yarl import URL
 
-from . import _json
-from ._batch import Batches, BatchStopPolicy, OnAmbiguous, encode_json
 from ._version import __version__
-from .auth import TOKEN_PATH, AuthProvider, LongLivedToken, UsesTokenEndpoint
-from .circuit import CircuitBreaker
-from .clock import SYSTEM_CLOCK, Clock
-from .constants import RECOMMENDED_BATCH_SIZE
-from .converter import converter
+from .auth.oauth import TOKEN_PATH, AuthProvider, LongLivedToken, UsesTokenEndpoint
+from .budget.limiter import RateLimiter
 from .errors import (
     ClientClosedError,
     InvalidInputError,
@@ -27,9 +22,7 @@ from .errors import (
     WrongEventLoopError,
     error_from_response,
 )
-from .inputs import check_seconds
-from .pipelines import PipelinesAPI
-from .policies import (
+from .http.chain import (
     AuthPolicy,
     CloseGate,
     Handler,
@@ -38,13 +31,20 @@ from .policies import (
     chain,
     current_attempt,
 )
-from .ratelimit import RateLimiter
-from .retry import RetryPolicy
-from .statuses import StatusesAPI
-from .throttle import ThrottlePolicy
+from .http.circuit import CircuitBreaker
+from .http.clock import SYSTEM_CLOCK, Clock
+from .http.retry import RetryPolicy
+from .http.throttle import ThrottlePolicy
+from .http.urls import account_url, check_path
+from .model import _json
+from .model.constants import RECOMMENDED_BATCH_SIZE
+from .model.converter import converter
+from .model.inputs import check_seconds
+from .resources.batch import Batches, BatchStopPolicy, OnAmbiguous, encode_json
+from .resources.pipelines import PipelinesAPI
+from .resources.statuses import StatusesAPI
 from .transport.aiohttp import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport
 from .transport.base import Request, Response, Transport, sealed_headers
-from .urls import account_url, check_path
 
 USER_AGENT = f"amo_pipelines/{__version__}"
 # Sealed once: every request takes them as they are, without a copy.
@@ -62,7 +62,7 @@ class _TokenEndpoint:
     """The client's route to its account's ``/oauth2/access_token`` for the auth provider.
 
     It goes through the client's transport and the DEBUG request log (never with bodies),
-    but not through the retry, auth and throttle policies (see :mod:`amo_pipelines.auth`).
+    but not through the retry, auth and throttle policies (see :mod:`amo_pipelines.auth.oauth`).
     Only a request that certainly was not sent is tried again, once, after the retry
     policy's backoff: resending a refresh that may have been processed would present a
     spent refresh token. (A request waiting for the token has its own retries on top.)
@@ -136,12 +136,12 @@ class AmoClient:
     Throughput and safety: ``rate_limiter`` and ``circuit_breaker`` default to instances
     shared by every client of the running event loop, so clients of one account share its
     budget; pass your own to scope them differently. ``retry`` decides what is retried
-    (see :mod:`amo_pipelines.retry`); ``batch_size`` (1 to 250), ``on_ambiguous``
+    (see :mod:`amo_pipelines.http.retry`); ``batch_size`` (1 to 250), ``on_ambiguous``
     (``"reconcile"`` or ``"raise"``) and ``reconcile_wait`` (seconds a create waits after an
     ambiguous failure before it sends again what the server does not show; by default
     twice the transport's total timeout, 120 s where it has none) shape batch creates.
     ``clock`` drives every wait: retries, batch pauses and, unless you pass your own, the
-    rate limiter and circuit breaker (a client on a :class:`~amo_pipelines.clock.FakeClock`
+    rate limiter and circuit breaker (a client on a :class:`~amo_pipelines.http.clock.FakeClock`
     gets ones on that clock, shared with the clients of the same loop and clock, never the
     system-clock ones).
 
@@ -339,7 +339,7 @@ class AmoClient:
         The body is ``json`` encoded (a value that cannot be is :class:`InvalidInputError`,
         before anything is sent) or ``body``, JSON already. ``idempotent=False`` marks a
         request that must not be resent after an ambiguous failure even though its method
-        usually may be (see :mod:`amo_pipelines.retry`).
+        usually may be (see :mod:`amo_pipelines.http.retry`).
         """
         if self._closed:
             raise ClientClosedError("this AmoClient is closed")

@@ -34,7 +34,7 @@ from . import (
     StatusUpdate,
     __version__,
 )
-from .constants import MAX_CUSTOM_STATUSES_PER_PIPELINE, MAX_PIPELINES_PER_ACCOUNT
+from .model.constants import MAX_CUSTOM_STATUSES_PER_PIPELINE, MAX_PIPELINES_PER_ACCOUNT
 from .transport import AiohttpTransport, Request, Response
 
 PALETTE = list(StatusColor)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from attrs import frozen
 
-from . import _json
+from .model import _json
 
 if TYPE_CHECKING:
     from .transport.base import Request, Response

@@ -18,7 +18,7 @@ package never imports this module.
   limiter uses a :class:`RedisWindowStore`).
 
 When Redis can not be reached, a request fails with
-:class:`~amo_pipelines.ratelimit.RateLimitStoreError` before anything is sent: falling back
+:class:`~amo_pipelines.budget.limiter.RateLimitStoreError` before anything is sent: falling back
 to a budget of this process alone could overrun the account.
 """
 
@@ -37,11 +37,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import LockError, RedisError
 
-from .errors import InvalidInputError, TokenStoreError
-from .stores import redis_lua
-from .stores._lease import DEFAULT_LEASE, LeaseKeeper, Renewal, check_lease
-from .tokens import TokenSet
-from .windows import (
+from .auth.tokens import TokenSet
+from .budget import redis_lua
+from .budget._lease import DEFAULT_LEASE, LeaseKeeper, Renewal, check_lease
+from .budget.windows import (
     Admission,
     Blocked,
     Denied,
@@ -50,6 +49,7 @@ from .windows import (
     SharedAdmission,
     Window,
 )
+from .errors import InvalidInputError, TokenStoreError
 
 __all__ = ["RedisApplyLock", "RedisTokenStore", "RedisWindowStore"]
 
@@ -64,7 +64,7 @@ def _tag(account: str) -> str:
 
 
 class RedisWindowStore:
-    """A :class:`~amo_pipelines.windows.SharedWindowStore` in Redis (see the module).
+    """A :class:`~amo_pipelines.budget.windows.SharedWindowStore` in Redis (see the module).
 
     ``redis``: a ``redis.asyncio.Redis`` (or ``RedisCluster``) client of the event loop
     that uses the limiter. ``prefix`` starts every key. ``lease``: seconds a pending grant
@@ -276,7 +276,7 @@ class RedisApplyLock:
     apply runs: an apply may take minutes, but the lock of a killed process frees itself
     within ``ttl``. ``hold`` waits up to ``timeout`` seconds, then raises
     :class:`~amo_pipelines.funnels.ApplyLockedError` naming the holder's host and process.
-    An unreachable Redis raises :class:`~amo_pipelines.ratelimit.RateLimitStoreError`;
+    An unreachable Redis raises :class:`~amo_pipelines.budget.limiter.RateLimitStoreError`;
     in both cases nothing was sent.
     """
 
@@ -305,8 +305,8 @@ class RedisApplyLock:
 
     @contextlib.asynccontextmanager
     async def hold(self, account: str) -> AsyncIterator[None]:
+        from .budget.limiter import RateLimitStoreError
         from .funnels.errors import ApplyLockedError  # the funnels only when applying
-        from .ratelimit import RateLimitStoreError
 
         key = self.key(account)
         # The token names the holder (host and pid, nothing secret) for the error of others.

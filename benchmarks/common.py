@@ -116,7 +116,7 @@ def delay_summary(delays: Sequence[float] | None, threshold: float = 0.02) -> st
 
 def limiter_design() -> str:
     """How the SDK's rate limiter counts, as found at run time (the code is changing)."""
-    from amo_pipelines import ratelimit
+    from amo_pipelines.budget import limiter as ratelimit
 
     margin = ratelimit.DEFAULT_MARGIN
     if hasattr(ratelimit.InMemoryWindowStore, "complete"):

@@ -30,9 +30,9 @@ from amo_pipelines import (
     NewStatus,
     StatusColor,
 )
-from amo_pipelines.constants import RECOMMENDED_BATCH_SIZE
 from amo_pipelines.emulator import Emulator, EmulatorConfig
 from amo_pipelines.emulator.state import AccountState
+from amo_pipelines.model.constants import RECOMMENDED_BATCH_SIZE
 
 from .common import (
     Table,

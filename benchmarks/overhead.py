@@ -45,13 +45,14 @@ import orjson
 from aioamocrm import AmoCRMClient
 from aioamocrm import LongLivedToken as PeerToken
 
-from amo_pipelines import AmoClient, _json
-from amo_pipelines.converter import converter
-from amo_pipelines.models import Pipeline, PipelineCollection, StatusCollection
-from amo_pipelines.ratelimit import Limit, RateLimiter
+from amo_pipelines import AmoClient
+from amo_pipelines.budget.limiter import Limit, RateLimiter
+from amo_pipelines.budget.windows import InMemoryWindowStore, WindowStore
+from amo_pipelines.model import _json
+from amo_pipelines.model.converter import converter
+from amo_pipelines.model.models import Pipeline, PipelineCollection, StatusCollection
 from amo_pipelines.testing import MockTransport
 from amo_pipelines.transport import Response
-from amo_pipelines.windows import InMemoryWindowStore, WindowStore
 
 from .common import ROOT, Table, emulator_process, median, quiet_logs
 from .replay import replay_process
@@ -360,19 +361,19 @@ async def _decompose(clients: Clients) -> list[tuple[str, float, float, float, f
     return rows
 
 
-_STRUCTURING = ("amo_pipelines/converter.py", "amo_pipelines/models.py")
-_LIMITER = ("amo_pipelines/ratelimit.py", "amo_pipelines/windows.py", "amo_pipelines/circuit.py")
+_STRUCTURING = ("amo_pipelines/model/converter.py", "amo_pipelines/model/models.py")
+_LIMITER = ("amo_pipelines/http/circuit.py",)
 
 
 def _component(filename: str, name: str) -> str:
     # Generated code is named after the class ("<cattrs generated structure
-    # amo_pipelines.models.Status>"), so it is sorted out before the SDK's own files.
+    # amo_pipelines.model.models.Status>"), so it is sorted out before the SDK's own files.
     if "cattrs" in filename or "cattrs" in name or filename.endswith(_STRUCTURING):
         return "structuring (cattrs hooks, generated and the SDK's converter.py)"
     if "attrs generated" in filename or "/attr/" in filename:
         return "attrs (__init__ of models and requests, converters)"
-    if filename.endswith(_LIMITER) or "amo_pipelines/stores/" in filename:
-        return "amo_pipelines rate limiter and breaker (ratelimit, windows, stores, circuit)"
+    if filename.endswith(_LIMITER) or "amo_pipelines/budget/" in filename:
+        return "amo_pipelines rate limiter and breaker (budget/, circuit)"
     if "amo_pipelines" in filename:
         return "amo_pipelines (request building, policies, fetch, transport)"
     if "/aiohttp/" in filename:
@@ -484,7 +485,7 @@ async def _layers(clients: Clients) -> dict[tuple[str, str], list[float]]:
     apart layer by layer (benchmark-only use of the client's private ``_policies``,
     ``_transport`` and ``_url``); interleaved rounds, so each layer's figure is comparable
     with the one above it."""
-    from amo_pipelines.policies import chain
+    from amo_pipelines.http.chain import chain
     from amo_pipelines.transport.base import Request
 
     endpoint = ENDPOINTS[0]

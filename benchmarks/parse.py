@@ -38,11 +38,12 @@ import orjson
 from aioamocrm import Pipeline as PeerPipeline
 from aioamocrm import Status as PeerStatus
 
-from amo_pipelines import AmoClient, _json
-from amo_pipelines.converter import converter
+from amo_pipelines import AmoClient
+from amo_pipelines.budget.limiter import RateLimiter
 from amo_pipelines.emulator import Emulator, EmulatorConfig
-from amo_pipelines.models import PipelineCollection, StatusCollection
-from amo_pipelines.ratelimit import RateLimiter
+from amo_pipelines.model import _json
+from amo_pipelines.model.converter import converter
+from amo_pipelines.model.models import PipelineCollection, StatusCollection
 
 from .common import ROOT, Table
 from .migration import new_pipelines, new_statuses
@@ -279,7 +280,7 @@ def run_all() -> tuple[Bodies, list[Row], dict[str, int]]:
 
 
 def shipped_key() -> str:
-    """Which decoder the SDK's client.fetch uses (amo_pipelines._json.loads)."""
+    """Which decoder the SDK's client.fetch uses (amo_pipelines.model._json.loads)."""
     return "sdk-orjson" if _json.loads is orjson.loads else "sdk-json"
 
 
@@ -352,8 +353,8 @@ def tables(bodies: Bodies, rows: list[Row], counts: dict[str, int]) -> list[Tabl
         f"{counts['custom statuses']} custom, {counts['descriptions']} descriptions), "
         "rendered by the emulator.",
         "amo_pipelines = converter.structure(loads(body), PipelineCollection / "
-        "StatusCollection) with amo_pipelines.converter.converter, what client.fetch does; "
-        f"the SDK's own decoder (amo_pipelines._json.loads) is {_json.loads.__module__}. "
+        "StatusCollection) with amo_pipelines.model.converter.converter, what client.fetch does; "
+        f"the SDK's own decoder (amo_pipelines.model._json.loads) is {_json.loads.__module__}. "
         "Every field is type-checked at parse time; descriptions are made into "
         "StatusDescription objects on first read (the 'every description read' row reads "
         "them all). aioamocrm = Pipeline / Status .model_validate per item of _embedded, "

@@ -70,7 +70,7 @@ WORKER = textwrap.dedent(
     """
     import asyncio, json, sys
     from amo_pipelines import AmoClient
-    from amo_pipelines.ratelimit import RateLimiter
+    from amo_pipelines.budget.limiter import RateLimiter
 
     async def main() -> None:
         o = json.loads(sys.argv[1])
@@ -198,8 +198,8 @@ async def _warm(store: Store, account: str) -> None:
         return
     import redis.asyncio as aioredis
 
+    from amo_pipelines.budget.windows import Granted, PenaltyRule, Window
     from amo_pipelines.redis import RedisWindowStore
-    from amo_pipelines.windows import Granted, PenaltyRule, Window
 
     client = aioredis.Redis.from_url(store.redis_url)
     warm = RedisWindowStore(client, prefix=store.prefix, lease=LEASE)
@@ -271,7 +271,7 @@ async def _grant_cost(store: Any, rounds: int = 2000, alone: bool = False) -> tu
     """Microseconds per acquire and per complete. ``alone``: the file store writes each
     answer by itself (as when the loop turns between an answer and the next grant), rather
     than with the next grant's write."""
-    from amo_pipelines.windows import Granted, PenaltyRule, Window
+    from amo_pipelines.budget.windows import Granted, PenaltyRule, Window
 
     # Windows that never fill, with a span so short that answered grants leave at once:
     # the store holds a handful of entries, as a real 7/s window does.
@@ -304,8 +304,8 @@ async def _grant_cost(store: Any, rounds: int = 2000, alone: bool = False) -> tu
 
 
 async def _costs(redis_url: str | None, directory: str) -> list[tuple[str, str, str]]:
+    from amo_pipelines.budget.windows import InMemoryWindowStore
     from amo_pipelines.stores import FileWindowStore
-    from amo_pipelines.windows import InMemoryWindowStore
 
     rows = []
     for name, store, alone in (

@@ -7,10 +7,10 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from amo_pipelines import AmoClient
-from amo_pipelines.circuit import CircuitBreaker
-from amo_pipelines.clock import FakeClock
-from amo_pipelines.ratelimit import RateLimiter
-from amo_pipelines.retry import RetryPolicy
+from amo_pipelines.budget.limiter import RateLimiter
+from amo_pipelines.http.circuit import CircuitBreaker
+from amo_pipelines.http.clock import FakeClock
+from amo_pipelines.http.retry import RetryPolicy
 from amo_pipelines.testing import MockTransport
 
 T = TypeVar("T")

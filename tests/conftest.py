@@ -14,7 +14,7 @@ import pytest
 import spec_examples
 
 from amo_pipelines import AmoClient
-from amo_pipelines.retry import NO_RETRY
+from amo_pipelines.http.retry import NO_RETRY
 from amo_pipelines.testing import MockTransport
 
 # Distinctive, so that a scan of messages and reprs for it cannot match by accident.

@@ -17,11 +17,11 @@ from amo_pipelines import (
     NewStatus,
     StatusColor,
 )
+from amo_pipelines.budget.limiter import RateLimiter
 from amo_pipelines.emulator import Emulator, EmulatorConfig
 from amo_pipelines.funnels import FunnelsSpec
 from amo_pipelines.funnels._order import nearest_palette_color
-from amo_pipelines.ratelimit import RateLimiter
-from amo_pipelines.retry import NO_RETRY
+from amo_pipelines.http.retry import NO_RETRY
 
 
 def config(**kwargs: Any) -> EmulatorConfig:

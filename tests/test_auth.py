@@ -42,12 +42,12 @@ from amo_pipelines import (
     UnauthorizedError,
     UnexpectedResponseError,
 )
-from amo_pipelines import tokens as tokens_module
-from amo_pipelines.auth import AuthProvider
-from amo_pipelines.clock import FakeClock
-from amo_pipelines.policies import AuthPolicy
-from amo_pipelines.ratelimit import RateLimiter
-from amo_pipelines.retry import RetryPolicy
+from amo_pipelines.auth import tokens as tokens_module
+from amo_pipelines.auth.oauth import AuthProvider
+from amo_pipelines.budget.limiter import RateLimiter
+from amo_pipelines.http.chain import AuthPolicy
+from amo_pipelines.http.clock import FakeClock
+from amo_pipelines.http.retry import RetryPolicy
 from amo_pipelines.testing import MockTransport, json_response, problem_response
 from amo_pipelines.transport.base import Request
 

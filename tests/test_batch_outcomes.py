@@ -32,10 +32,10 @@ from amo_pipelines import (
     UnauthorizedError,
     UnprocessableEntityError,
 )
-from amo_pipelines.clock import FakeClock
+from amo_pipelines.budget.limiter import Limit, RateLimiter
 from amo_pipelines.emulator import Emulator, EmulatorConfig, Fault
 from amo_pipelines.errors import ApiError, SkippedError, UnknownOutcomeError
-from amo_pipelines.ratelimit import Limit, RateLimiter
+from amo_pipelines.http.clock import FakeClock
 from amo_pipelines.testing import MockTransport, json_response, problem_response
 from amo_pipelines.transport import AiohttpTransport, Request, Response
 

@@ -15,9 +15,9 @@ from amo_pipelines import (
     PipelineUpdate,
     StatusColor,
 )
+from amo_pipelines.budget.limiter import RateLimiter
 from amo_pipelines.emulator import Emulator, EmulatorConfig
-from amo_pipelines.ratelimit import RateLimiter
-from amo_pipelines.retry import RetryPolicy
+from amo_pipelines.http.retry import RetryPolicy
 
 PIPELINES, STATUSES = 20, 40
 FAULTS = {

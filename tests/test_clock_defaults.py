@@ -9,10 +9,10 @@ import asyncio
 from clocked import TOKEN, drive
 
 from amo_pipelines import AmoClient
-from amo_pipelines.circuit import shared_breaker
-from amo_pipelines.clock import SYSTEM_CLOCK, FakeClock
-from amo_pipelines.ratelimit import shared_limiter
-from amo_pipelines.retry import RetryPolicy
+from amo_pipelines.budget.limiter import shared_limiter
+from amo_pipelines.http.circuit import shared_breaker
+from amo_pipelines.http.clock import SYSTEM_CLOCK, FakeClock
+from amo_pipelines.http.retry import RetryPolicy
 from amo_pipelines.testing import MockTransport, html_response, json_response
 from amo_pipelines.transport import Request, Response
 

@@ -20,10 +20,10 @@ from amo_pipelines import (
     ResponseLostError,
     TokenSet,
 )
-from amo_pipelines.circuit import CircuitBreaker
-from amo_pipelines.clock import FakeClock
-from amo_pipelines.ratelimit import RateLimiter
-from amo_pipelines.retry import NO_RETRY, RetryPolicy
+from amo_pipelines.budget.limiter import RateLimiter
+from amo_pipelines.http.circuit import CircuitBreaker
+from amo_pipelines.http.clock import FakeClock
+from amo_pipelines.http.retry import NO_RETRY, RetryPolicy
 from amo_pipelines.testing import MockTransport, json_response, problem_response
 from amo_pipelines.transport import Request, Response
 

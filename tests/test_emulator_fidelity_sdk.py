@@ -16,9 +16,9 @@ from amo_pipelines import (
     StatusColor,
     StatusUpdate,
 )
+from amo_pipelines.budget.limiter import RateLimiter
 from amo_pipelines.emulator import Emulator, EmulatorConfig
-from amo_pipelines.ratelimit import RateLimiter
-from amo_pipelines.retry import RetryPolicy
+from amo_pipelines.http.retry import RetryPolicy
 from amo_pipelines.testing import MockTransport, json_response
 from amo_pipelines.transport.base import Request, Response
 

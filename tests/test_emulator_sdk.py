@@ -26,9 +26,9 @@ from amo_pipelines import (
     UnauthorizedError,
     UnprocessableEntityError,
 )
+from amo_pipelines.budget.limiter import RateLimiter
 from amo_pipelines.emulator import Emulator, EmulatorConfig
-from amo_pipelines.ratelimit import RateLimiter
-from amo_pipelines.retry import RetryPolicy
+from amo_pipelines.http.retry import RetryPolicy
 
 MAIN = 3177727
 FIRST = 32392159

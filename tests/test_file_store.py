@@ -17,12 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from amo_pipelines import AmoClient
-from amo_pipelines.clock import FakeClock
-from amo_pipelines.ratelimit import RateLimiter
+from amo_pipelines.budget.limiter import RateLimiter
+from amo_pipelines.budget.windows import Denied, Granted, PenaltyRule, Window
+from amo_pipelines.http.clock import FakeClock
 from amo_pipelines.stores import FileWindowStore, InMemoryWindowStore, default_directory
 from amo_pipelines.testing import MockTransport, json_response
 from amo_pipelines.transport import Request, Response
-from amo_pipelines.windows import Denied, Granted, PenaltyRule, Window
 
 TOKEN = "secret-token-abc123"
 RULE = PenaltyRule(factor=0.5, step=0.1, interval=1.0, minimum=1 / 64)
@@ -110,7 +110,7 @@ async def test_without_a_private_folder_each_loop_keeps_its_own_budget(
     shared.mkdir()
     os.chmod(shared, 0o777)  # others could write it: not a place for the budget
     monkeypatch.setenv("AMO_PIPELINES_STATE_DIR", str(shared))
-    with caplog.at_level(logging.WARNING, logger="amo_pipelines.ratelimit"):
+    with caplog.at_level(logging.WARNING, logger="amo_pipelines.budget.limiter"):
         first = RateLimiter().store
         second = RateLimiter().store
     assert isinstance(first, InMemoryWindowStore) and isinstance(second, InMemoryWindowStore)

@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 
 from amo_pipelines import AmoClient
+from amo_pipelines.budget.limiter import RateLimiter
 from amo_pipelines.emulator import Emulator
 from amo_pipelines.funnels import ApplyLockedError, LocalApplyLock, apply, loads_spec, lock_for
 from amo_pipelines.funnels.export import account_host
-from amo_pipelines.ratelimit import RateLimiter
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ APPLIER = textwrap.dedent(
     import asyncio, json, sys
     from amo_pipelines import AmoClient
     from amo_pipelines.funnels import apply, loads_spec, lock_for
-    from amo_pipelines.ratelimit import RateLimiter
+    from amo_pipelines.budget.limiter import RateLimiter
 
     async def main() -> None:
         o = json.loads(sys.argv[1])

@@ -27,14 +27,14 @@ from amo_pipelines import (
     PipelineUpdate,
     StatusUpdate,
     TokenSet,
-    _json,
 )
-from amo_pipelines.circuit import CircuitBreaker
-from amo_pipelines.converter import converter
+from amo_pipelines.budget.limiter import Limit, RateLimiter, RateLimitStoreError
 from amo_pipelines.errors import error_from_response
-from amo_pipelines.inputs import INT_MAX, INT_MIN
-from amo_pipelines.ratelimit import Limit, RateLimiter, RateLimitStoreError
-from amo_pipelines.retry import RetryPolicy
+from amo_pipelines.http.circuit import CircuitBreaker
+from amo_pipelines.http.retry import RetryPolicy
+from amo_pipelines.model import _json
+from amo_pipelines.model.converter import converter
+from amo_pipelines.model.inputs import INT_MAX, INT_MIN
 from amo_pipelines.testing import MockTransport, json_response, problem_response
 from amo_pipelines.transport import Request
 

@@ -31,7 +31,7 @@ from amo_pipelines import (
     StatusColor,
     StatusUpdate,
 )
-from amo_pipelines.converter import converter
+from amo_pipelines.model.converter import converter
 from amo_pipelines.testing import MockTransport
 
 Call = Callable[[AmoClient], Awaitable[Any]]

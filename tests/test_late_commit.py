@@ -14,8 +14,8 @@ import pytest
 from test_emulator_sdk import MAIN, fast_client
 
 from amo_pipelines import AmoClient, NewPipeline, NewStatus
+from amo_pipelines.budget.limiter import RateLimiter
 from amo_pipelines.emulator import Emulator, EmulatorConfig, Fault
-from amo_pipelines.ratelimit import RateLimiter
 from amo_pipelines.transport import AiohttpTransport, Request, Response
 
 PIPELINES = "/api/v4/leads/pipelines"

@@ -16,8 +16,8 @@ import spec_examples
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
 from amo_pipelines import DescriptionLevel, StatusColor, StatusType
-from amo_pipelines.converter import converter, make_converter
-from amo_pipelines.models import (
+from amo_pipelines.model.converter import converter, make_converter
+from amo_pipelines.model.models import (
     Pipeline,
     PipelineCollection,
     Status,

@@ -19,8 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from amo_pipelines import AmoClient, UnexpectedResponseError
-from amo_pipelines.converter import converter, make_converter
-from amo_pipelines.models import (
+from amo_pipelines.model.converter import converter, make_converter
+from amo_pipelines.model.models import (
     Deferred,
     Pipeline,
     PipelineCollection,

@@ -29,8 +29,8 @@ from amo_pipelines import (
     TokenSet,
     TokenStore,
 )
-from amo_pipelines.clock import FakeClock
-from amo_pipelines.retry import RetryPolicy
+from amo_pipelines.http.clock import FakeClock
+from amo_pipelines.http.retry import RetryPolicy
 from amo_pipelines.testing import MockTransport, json_response, problem_response
 from amo_pipelines.transport import Request, Response
 

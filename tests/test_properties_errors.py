@@ -27,7 +27,7 @@ from amo_pipelines import (
     UnexpectedResponseError,
 )
 from amo_pipelines.errors import BODY_KEPT, error_from_response
-from amo_pipelines.retry import NO_RETRY
+from amo_pipelines.http.retry import NO_RETRY
 from amo_pipelines.testing import MockTransport
 from amo_pipelines.transport import Request, Response
 

@@ -2,7 +2,7 @@
 InvalidInputError naming the field (issue 10, item 5).
 
 "Can send" means what the SDK does with it: the request body is ``converter.unstructure``
-encoded by ``amo_pipelines._json.dumps``; an id goes into a URL path; a token goes into a
+encoded by ``amo_pipelines.model._json.dumps``; an id goes into a URL path; a token goes into a
 header (UTF-8) and its fingerprint is taken. Values are drawn from well-formed ones mixed
 with anything at all: text with lone surrogates, ints far beyond 64 bits, floats, bools,
 None, containers.
@@ -29,11 +29,11 @@ from amo_pipelines import (
     StatusColor,
     StatusUpdate,
     TokenSet,
-    _json,
 )
-from amo_pipelines.constants import LOST_STATUS_ID, WON_STATUS_ID
-from amo_pipelines.converter import converter
-from amo_pipelines.inputs import check_id
+from amo_pipelines.model import _json
+from amo_pipelines.model.constants import LOST_STATUS_ID, WON_STATUS_ID
+from amo_pipelines.model.converter import converter
+from amo_pipelines.model.inputs import check_id
 
 FAST = settings(
     max_examples=150,

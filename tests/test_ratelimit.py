@@ -13,8 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from amo_pipelines.clock import FakeClock
-from amo_pipelines.ratelimit import (
+from amo_pipelines.budget.limiter import (
     Admission,
     Denied,
     Granted,
@@ -25,6 +24,7 @@ from amo_pipelines.ratelimit import (
     Window,
     shared_limiter,
 )
+from amo_pipelines.http.clock import FakeClock
 
 ACCOUNT = "acme.amocrm.ru"
 KEY = "fp-1f2e3d4c"  # stands for a token fingerprint

@@ -16,11 +16,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from amo_pipelines import AmoClient, TokenSet, TokenStoreError
-from amo_pipelines.ratelimit import RateLimiter, RateLimitStoreError
+from amo_pipelines.budget.limiter import RateLimiter, RateLimitStoreError
+from amo_pipelines.budget.windows import Denied, Granted, PenaltyRule, Window
+from amo_pipelines.http.retry import NO_RETRY
 from amo_pipelines.redis import RedisTokenStore, RedisWindowStore
-from amo_pipelines.retry import NO_RETRY
 from amo_pipelines.testing import MockTransport, json_response
-from amo_pipelines.windows import Denied, Granted, PenaltyRule, Window
 
 ACCOUNT = "example.amocrm.ru"
 RULE = PenaltyRule(factor=0.5, step=0.1, interval=1.0, minimum=1 / 64)
@@ -122,7 +122,7 @@ async def test_two_providers_on_one_redis_key_refresh_once(redis: aioredis.Redis
     expired at once: one refreshes under the lock, the other reloads the new pair."""
     from amo_pipelines import OAuth2
     from amo_pipelines.emulator import Emulator, EmulatorConfig
-    from amo_pipelines.retry import RetryPolicy
+    from amo_pipelines.http.retry import RetryPolicy
 
     key = f"{prefix()}:{{emulated}}:tokens"
     async with Emulator(EmulatorConfig(token_rps=None, account_rps=None)) as emu:

@@ -19,9 +19,9 @@ from amo_pipelines import (
     ResponseLostError,
     ServerError,
 )
-from amo_pipelines.clock import FakeClock
-from amo_pipelines.ratelimit import RateLimiter
-from amo_pipelines.retry import RetryPolicy
+from amo_pipelines.budget.limiter import RateLimiter
+from amo_pipelines.http.clock import FakeClock
+from amo_pipelines.http.retry import RetryPolicy
 from amo_pipelines.testing import (
     MockTransport,
     empty_response,

@@ -45,9 +45,9 @@ from amo_pipelines import (
     TokenSet,
     UnauthorizedError,
 )
+from amo_pipelines.budget.limiter import RateLimiter
 from amo_pipelines.emulator import Emulator, EmulatorConfig, Fault
-from amo_pipelines.ratelimit import RateLimiter
-from amo_pipelines.retry import RetryPolicy
+from amo_pipelines.http.retry import RetryPolicy
 
 PIPELINES = "/api/v4/leads/pipelines"
 TOKEN_PATH = "/oauth2/access_token"

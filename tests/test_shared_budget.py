@@ -62,8 +62,8 @@ WORKER = textwrap.dedent(
     """
     import asyncio, json, sys
     from amo_pipelines import AmoClient
-    from amo_pipelines.ratelimit import RateLimiter
-    from amo_pipelines.retry import NO_RETRY
+    from amo_pipelines.budget.limiter import RateLimiter
+    from amo_pipelines.http.retry import NO_RETRY
 
     async def main() -> None:
         o = json.loads(sys.argv[1])

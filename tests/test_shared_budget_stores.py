@@ -16,12 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from amo_pipelines import AccountBlockedError, AmoClient
-from amo_pipelines.circuit import CircuitBreaker
-from amo_pipelines.ratelimit import RateLimiter
-from amo_pipelines.retry import NO_RETRY
-from amo_pipelines.stores import FileWindowStore
-from amo_pipelines.testing import MockTransport, html_response, json_response, problem_response
-from amo_pipelines.windows import (
+from amo_pipelines.budget.limiter import RateLimiter
+from amo_pipelines.budget.windows import (
     Blocked,
     Denied,
     Granted,
@@ -29,6 +25,10 @@ from amo_pipelines.windows import (
     SharedWindowStore,
     Window,
 )
+from amo_pipelines.http.circuit import CircuitBreaker
+from amo_pipelines.http.retry import NO_RETRY
+from amo_pipelines.stores import FileWindowStore
+from amo_pipelines.testing import MockTransport, html_response, json_response, problem_response
 
 ACCOUNT = "example.amocrm.ru"
 RULE = PenaltyRule(factor=0.5, step=0.1, interval=1.0, minimum=1 / 64)

@@ -9,9 +9,9 @@ import pytest
 from clocked import TOKEN, clocked_client, drive
 
 from amo_pipelines import AccountBlockedError, AmoClient, ForbiddenError
-from amo_pipelines.circuit import CircuitBreaker
-from amo_pipelines.clock import FakeClock
-from amo_pipelines.ratelimit import RateLimiter
+from amo_pipelines.budget.limiter import RateLimiter
+from amo_pipelines.http.circuit import CircuitBreaker
+from amo_pipelines.http.clock import FakeClock
 from amo_pipelines.testing import MockTransport, html_response, json_response, problem_response
 from amo_pipelines.transport import Request, Response
 

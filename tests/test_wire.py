@@ -24,8 +24,8 @@ from amo_pipelines import (
     StatusColor,
     StatusUpdate,
 )
-from amo_pipelines.converter import converter
-from amo_pipelines.models import PipelineCollection, StatusCollection
+from amo_pipelines.model.converter import converter
+from amo_pipelines.model.models import PipelineCollection, StatusCollection
 from amo_pipelines.testing import MockTransport, empty_response, json_response
 
 RU = "leads-pipelines.ru.md"

@@ -22,7 +22,7 @@ from typing import Any
 from attrs import frozen
 
 from .. import AmoClient, AuthProvider, FileTokenStore, OAuth2, TokenSet
-from ..constants import MAX_CUSTOM_STATUSES_PER_PIPELINE
+from ..model.constants import MAX_CUSTOM_STATUSES_PER_PIPELINE
 
 
 class UsageError(Exception):

@@ -14,7 +14,7 @@ import bisect
 import functools
 from collections.abc import Sequence
 
-from ..constants import StatusColor
+from ..model.constants import StatusColor
 
 PALETTE = tuple(c.value for c in StatusColor)
 FIRST_STATUS_SORT = 20

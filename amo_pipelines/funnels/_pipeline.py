@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import define, field
 
-from ..constants import MAX_CUSTOM_STATUSES_PER_PIPELINE
-from ..inputs import DescriptionInput, NewStatus, StatusUpdate
-from ..models import Status
+from ..model.constants import MAX_CUSTOM_STATUSES_PER_PIPELINE
+from ..model.inputs import DescriptionInput, NewStatus, StatusUpdate
+from ..model.models import Status
 from ._order import StatusOrder, longest_increasing, nearest_palette_color
 from .errors import PlanError
 from .export import status_role

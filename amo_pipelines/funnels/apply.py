@@ -25,9 +25,9 @@ from typing import Any
 from attrs import define, field
 
 from ..client import AmoClient
-from ..constants import MAX_CUSTOM_STATUSES_PER_PIPELINE
 from ..errors import AmoError, BatchError, UnprocessableEntityError
-from ..models import Pipeline, Status
+from ..model.constants import MAX_CUSTOM_STATUSES_PER_PIPELINE
+from ..model.models import Pipeline, Status
 from .errors import StalePlanError
 from .export import account_host, status_role
 from .lock import ApplyLock, lock_for

@@ -24,9 +24,9 @@ import attrs
 from attrs import define, field, frozen
 
 from ..client import AmoClient
-from ..constants import LOST_STATUS_ID, WON_STATUS_ID
 from ..errors import AmoError
-from ..models import Pipeline, Status
+from ..model.constants import LOST_STATUS_ID, WON_STATUS_ID
+from ..model.models import Pipeline, Status
 from ._pipeline import StatusSteps, plan_statuses
 from .apply import ApplyError, _pipelines_chain, _result, _statuses_chain, _stepper
 from .export import (

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable, Mapping
 from attrs import frozen
 
 from ..client import AmoClient
-from ..constants import LOST_STATUS_ID, WON_STATUS_ID
-from ..models import Pipeline, Status
+from ..model.constants import LOST_STATUS_ID, WON_STATUS_ID
+from ..model.models import Pipeline, Status
 from ._read import normalize_color
 from .progress import NO_PROGRESS, Progress
 from .spec import FunnelsSpec, PipelineSpec, SourceInfo, StatusSpec

@@ -14,7 +14,7 @@ applies of an account take turns wherever its requests share a budget:
   :class:`~amo_pipelines.redis.RedisApplyLock` on the same Redis and key prefix;
 * otherwise :class:`LocalApplyLock`: an ``asyncio.Lock`` per account within the process plus
   an advisory ``fcntl.flock`` on a file per account in the folder of the machine-wide window
-  store (:func:`amo_pipelines.stores.file.default_directory`, mode 0700), so processes of one
+  store (:func:`amo_pipelines.budget.file.default_directory`, mode 0700), so processes of one
   machine take turns too. Without ``fcntl`` it holds within the process only.
 """
 
@@ -32,7 +32,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
 
-from ..stores.file import default_directory
+from ..budget.file import default_directory
 from .errors import ApplyLockedError
 
 if TYPE_CHECKING:

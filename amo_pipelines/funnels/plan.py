@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from attrs import define, field, frozen
 
 from ..client import AmoClient
-from ..constants import MAX_PIPELINES_PER_ACCOUNT
-from ..inputs import NewPipeline, NewStatus, PipelineUpdate
-from ..models import Pipeline
+from ..model.constants import MAX_PIPELINES_PER_ACCOUNT
+from ..model.inputs import NewPipeline, NewStatus, PipelineUpdate
+from ..model.models import Pipeline
 from ._order import longest_increasing, pipeline_sorts
 from ._pipeline import StatusSteps, palette_color, plan_statuses
 from .errors import PlanError

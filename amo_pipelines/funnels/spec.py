@@ -39,7 +39,7 @@ from typing import Any
 
 from attrs import field, frozen
 
-from ..constants import (
+from ..model.constants import (
     LOST_STATUS_ID,
     MAX_CUSTOM_STATUSES_PER_PIPELINE,
     MAX_DESCRIPTION_LENGTH,

@@ -23,7 +23,7 @@ from ..errors import (
     ResponseLostError,
     ResponseTooLargeError,
 )
-from ..inputs import check_seconds
+from ..model.inputs import check_seconds
 from .base import Request, Response
 
 # No sock_read: aiohttp re-arms that timer on every chunk it reads, which cost about a

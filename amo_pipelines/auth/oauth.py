@@ -3,7 +3,7 @@
 * :class:`LongLivedToken`: a fixed token (a private integration's long-lived token, or any
   access token you manage yourself). ``AmoClient(access_token=...)`` is a shortcut for it.
 * :class:`OAuth2`: the authorization-code grant, then refresh-token rotation, kept in a
-  :class:`~amo_pipelines.tokens.TokenStore`.
+  :class:`~amo_pipelines.auth.tokens.TokenStore`.
 
 A provider never exposes a secret through ``repr``/``str``, logs or exception messages; the
 access token only ever lives in the ``Authorization`` header of requests bound for the
@@ -48,9 +48,7 @@ from typing import Any, Protocol, runtime_checkable
 from attrs import evolve
 from yarl import URL
 
-from . import _json
-from .clock import Clock
-from .errors import (
+from ..errors import (
     ApiError,
     AuthorizationRequiredError,
     ClientClosedError,
@@ -59,9 +57,11 @@ from .errors import (
     UnexpectedResponseError,
     error_from_response,
 )
-from .inputs import check_seconds, check_text
+from ..http.clock import Clock
+from ..model import _json
+from ..model.inputs import check_seconds, check_text
+from ..transport.base import Request, Response
 from .tokens import WALL_CLOCK, MemoryTokenStore, TokenSet, TokenStore, check_token, fingerprint
-from .transport.base import Request, Response
 
 __all__ = [
     "AuthProvider",

@@ -4,7 +4,7 @@ orjson is a runtime dependency because it pays: parsing the emulator's pipeline 
 5 statuses) takes 13 us with ``json.loads`` and about 3 us with ``orjson.loads``, a tenth
 of a whole SDK call, and the gap grows with the body (a 97-status list with descriptions
 is ~50 kB). cattrs ships a converter preconfigured for it (``cattrs.preconf.orjson``),
-which :mod:`amo_pipelines.converter` uses. orjson also writes UTF-8 directly, so Cyrillic
+which :mod:`amo_pipelines.model.converter` uses. orjson also writes UTF-8 directly, so Cyrillic
 names are not escaped into six bytes per letter.
 """
 

@@ -1,6 +1,6 @@
 """The account guard: rate limits, 429 back-off and the circuit breaker, per account.
 
-Every request waits for a slot from the :class:`~amo_pipelines.ratelimit.RateLimiter`
+Every request waits for a slot from the :class:`~amo_pipelines.budget.limiter.RateLimiter`
 (both the integration's and the account's budget, plus an in-flight place), and the
 outcome feeds back:
 
@@ -12,7 +12,7 @@ outcome feeds back:
   fail at once with :class:`AccountBlockedError`, and nothing more is sent.
 
 Once a request has its slot, it is checked once more before it goes out: the circuit may
-have opened, the client may be closing (its :class:`~amo_pipelines.policies.CloseGate`),
+have opened, the client may be closing (its :class:`~amo_pipelines.http.chain.CloseGate`),
 or its access token may have fallen due meanwhile (``check``). Any of these, or a
 transport that certainly did not send it (:class:`RequestNotSentError`), gives the slot
 back: the grant leaves the rate windows and the in-flight place is freed, so the next
@@ -25,9 +25,9 @@ its next grant: the breaker opens here as well and the request fails, unsent, wi
 :class:`AccountBlockedError`.
 
 Default limiter and breaker: on the system clock, the ones shared by every client of the
-running event loop (:func:`~amo_pipelines.ratelimit.shared_limiter`,
-:func:`~amo_pipelines.circuit.shared_breaker`). A client on another clock (a
-:class:`~amo_pipelines.clock.FakeClock`) gets a limiter and a breaker driven by that clock
+running event loop (:func:`~amo_pipelines.budget.limiter.shared_limiter`,
+:func:`~amo_pipelines.http.circuit.shared_breaker`). A client on another clock (a
+:class:`~amo_pipelines.http.clock.FakeClock`) gets a limiter and a breaker driven by that clock
 instead, shared by the clients of the same loop and the same clock, never with the
 system-clock ones.
 """
@@ -38,18 +38,18 @@ import asyncio
 import weakref
 from collections.abc import Callable
 
-from .circuit import CircuitBreaker, shared_breaker
-from .clock import SYSTEM_CLOCK, Clock
-from .errors import (
+from ..budget.limiter import AccountBlockedElsewhereError, RateLimiter, shared_limiter
+from ..errors import (
     AccountBlockedError,
     ApiError,
     RateLimitedError,
     RequestNotSentError,
     error_from_response,
 )
-from .policies import CloseGate, Handler
-from .ratelimit import AccountBlockedElsewhereError, RateLimiter, shared_limiter
-from .transport.base import Request, Response
+from ..transport.base import Request, Response
+from .chain import CloseGate, Handler
+from .circuit import CircuitBreaker, shared_breaker
+from .clock import SYSTEM_CLOCK, Clock
 
 
 class _CircuitOpened(Exception):

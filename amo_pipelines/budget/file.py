@@ -8,7 +8,7 @@ dies releases its lock with its file descriptors. The lock is held for a few mic
 and never across an ``await``, so it is taken blocking, in the event loop's thread: a
 thread hop would cost more than the wait.
 
-The file is binary (see :mod:`amo_pipelines.stores._filestate`): each window is two
+The file is binary (see :mod:`amo_pipelines.budget._filestate`): each window is two
 sorted arrays, the times its places free up and the grants' receipts, read and written
 as raw bytes, so that a call costs a few system calls and no text encoding. Expired
 places are dropped whenever a window is written, so a window never holds more than its
@@ -22,7 +22,7 @@ all its processes. A file written before the machine last booted (a temp dir tha
 survives reboots) is recognised by its boot id and discarded.
 
 Where ``fcntl`` or a private folder is not available, :func:`default_store` falls back to
-the per-loop :class:`~amo_pipelines.windows.InMemoryWindowStore` and logs a warning once.
+the per-loop :class:`~amo_pipelines.budget.windows.InMemoryWindowStore` and logs a warning once.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from ..windows import (
+from ._filestate import SLACK, STAMP, SUFFIX, State, answer, boot_id, dump, key_of, load
+from ._lease import DEFAULT_LEASE, LeaseKeeper, Renewal, check_lease, recovered, scaled
+from .windows import (
     Admission,
     Blocked,
     Denied,
@@ -51,8 +53,6 @@ from ..windows import (
     Window,
     WindowStore,
 )
-from ._filestate import SLACK, STAMP, SUFFIX, State, answer, boot_id, dump, key_of, load
-from ._lease import DEFAULT_LEASE, LeaseKeeper, Renewal, check_lease, recovered, scaled
 
 try:  # POSIX only
     import fcntl
@@ -61,7 +61,7 @@ except ImportError:  # pragma: no cover - Windows
 
 __all__ = ["FileWindowStore", "default_directory", "default_store"]
 
-logger = logging.getLogger("amo_pipelines.ratelimit")
+logger = logging.getLogger("amo_pipelines.budget.limiter")
 
 ENV_DIRECTORY = "AMO_PIPELINES_STATE_DIR"
 _T = TypeVar("_T")
@@ -94,7 +94,7 @@ class FileWindowStore:
     """Windows, pauses, penalties and blocks of each account in a file under ``directory``.
 
     ``lease``: seconds a pending grant holds its place without renewal (see
-    :mod:`amo_pipelines.stores._lease`); a killed process frees its places within
+    :mod:`amo_pipelines.budget._lease`); a killed process frees its places within
     ``lease`` plus one period. Raises ``OSError`` if the folder can not be made private.
     """
 

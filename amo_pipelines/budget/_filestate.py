@@ -17,7 +17,7 @@ from bisect import bisect_right
 from typing import TYPE_CHECKING, Literal, overload
 
 if TYPE_CHECKING:
-    from ..windows import Window
+    from .windows import Window
 
 __all__ = ["SLACK", "STAMP", "SUFFIX", "State", "answer", "boot_id", "dump", "key_of", "load"]
 

@@ -7,16 +7,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
-from ._batch import OnAmbiguous, encode_json, in_request_order
-from .constants import MAX_CUSTOM_STATUSES_PER_PIPELINE
-from .converter import converter
-from .errors import AmoError, InvalidInputError, NotFoundError, UnknownOutcomeError
-from .inputs import NewStatus, StatusUpdate, check_batch, check_id, check_ids, check_updates
-from .models import Status, StatusCollection
+from ..errors import AmoError, InvalidInputError, NotFoundError, UnknownOutcomeError
+from ..model.constants import MAX_CUSTOM_STATUSES_PER_PIPELINE
+from ..model.converter import converter
+from ..model.inputs import NewStatus, StatusUpdate, check_batch, check_id, check_ids, check_updates
+from ..model.models import Status, StatusCollection
+from .batch import OnAmbiguous, encode_json, in_request_order
 from .pipelines import pipeline_path
 
 if TYPE_CHECKING:
-    from .client import AmoClient
+    from ..client import AmoClient
 
 WITH_DESCRIPTIONS = {"with": "descriptions"}
 

@@ -13,7 +13,7 @@ import re
 
 from yarl import URL
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 
 DOMAINS = ("amocrm.ru", "amocrm.com", "kommo.com")
 _SUBDOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]*$")

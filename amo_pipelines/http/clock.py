@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 
 
 class Clock(Protocol):

@@ -1,6 +1,6 @@
 """Where the rate limiter's windows live: the grants each key holds, and for how long.
 
-The :class:`~amo_pipelines.ratelimit.RateLimiter` decides who goes next (queues,
+The :class:`~amo_pipelines.budget.limiter.RateLimiter` decides who goes next (queues,
 fairness, pauses, penalties); a :class:`WindowStore` only counts. A grant holds its place
 in every window it was asked about from :meth:`WindowStore.acquire` until its answer
 (:meth:`WindowStore.complete`), and for the window's span after that. The protocol is
@@ -12,7 +12,7 @@ the account: a 429 pause and its penalty, and a block. :class:`SharedWindowStore
 that: its :meth:`~SharedWindowStore.acquire_account` applies the account's pause,
 penalty and block in the same atomic step as the windows, so a peer's 429 stops this
 process before its next grant, at no extra round trip. Implementations:
-:class:`~amo_pipelines.stores.FileWindowStore` (one machine, the default) and
+:class:`~amo_pipelines.budget.file.FileWindowStore` (one machine, the default) and
 :class:`~amo_pipelines.redis.RedisWindowStore` (several machines).
 """
 

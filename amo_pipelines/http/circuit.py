@@ -20,9 +20,9 @@ import weakref
 
 from attrs import define
 
+from ..errors import AccountBlockedError, ApiError, InvalidInputError, is_account_block
+from ..transport.base import Request
 from .clock import SYSTEM_CLOCK, Clock
-from .errors import AccountBlockedError, ApiError, InvalidInputError, is_account_block
-from .transport.base import Request
 
 DEFAULT_COOLDOWN = 900.0
 

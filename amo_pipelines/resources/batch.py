@@ -56,11 +56,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Hasha
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from . import _json
-from .clock import Clock
-from .constants import MAX_ITEMS_PER_REQUEST
-from .converter import converter
-from .errors import (
+from ..errors import (
     AmoError,
     BatchError,
     ForbiddenError,
@@ -73,12 +69,16 @@ from .errors import (
     UnknownOutcomeError,
     UnprocessableEntityError,
 )
-from .inputs import NewPipeline, NewStatus
-from .models import Pipeline, Status, with_request_id
+from ..http.clock import Clock
+from ..model import _json
+from ..model.constants import MAX_ITEMS_PER_REQUEST
+from ..model.converter import converter
+from ..model.inputs import NewPipeline, NewStatus
+from ..model.models import Pipeline, Status, with_request_id
 
 if TYPE_CHECKING:
-    from .policies import Handler
-    from .transport.base import Request, Response
+    from ..http.chain import Handler
+    from ..transport.base import Request, Response
 
 T = TypeVar("T", Pipeline, Status)
 I = TypeVar("I", NewPipeline, NewStatus)  # noqa: E741
@@ -178,7 +178,7 @@ class BatchStopPolicy:
     """
 
     def wrap(self, next: Handler) -> Handler:
-        """For :func:`~amo_pipelines.policies.chain`: no frame of its own per request."""
+        """For :func:`~amo_pipelines.http.chain.chain`: no frame of its own per request."""
         current = _batch_call.get
 
         def handler(request: Request) -> Awaitable[Response]:

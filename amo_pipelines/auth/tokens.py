@@ -9,7 +9,7 @@ file, atomically replaced, mode 0600); anything else (a database row, a secrets 
 is a small class with the same two methods.
 
 A store may also offer ``lock()``: an async context manager that
-:class:`~amo_pipelines.auth.OAuth2` holds around "reload, refresh, save", so that worker
+:class:`~amo_pipelines.auth.oauth.OAuth2` holds around "reload, refresh, save", so that worker
 *processes* sharing the store refresh one at a time (within one process the provider's
 single flight already guarantees that). :class:`FileTokenStore` implements it with an
 advisory ``fcntl.flock`` on a sidecar ``.lock`` file (POSIX; a no-op where ``fcntl`` is
@@ -34,8 +34,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from attrs import frozen
 
-from .errors import InvalidInputError, TokenStoreError
-from .inputs import check_text
+from ..errors import InvalidInputError, TokenStoreError
+from ..model.inputs import check_text
 
 try:  # POSIX only; FileTokenStore's lock is a no-op without it.
     import fcntl

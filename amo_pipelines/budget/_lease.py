@@ -15,9 +15,9 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 
 from ..errors import InvalidInputError
-from ..windows import PenaltyRule, Window
+from .windows import PenaltyRule, Window
 
-logger = logging.getLogger("amo_pipelines.ratelimit")
+logger = logging.getLogger("amo_pipelines.budget.limiter")
 
 DEFAULT_LEASE = 15.0
 """Seconds a pending grant holds its place without renewal. Short enough that a killed

@@ -8,15 +8,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
-from ._batch import OnAmbiguous, encode_json, in_request_order
-from .constants import LOST_STATUS_ID, MAX_PIPELINES_PER_ACCOUNT, WON_STATUS_ID
-from .converter import converter
-from .errors import InvalidInputError, NotFoundError
-from .inputs import NewPipeline, PipelineUpdate, check_batch, check_id, check_ids, check_updates
-from .models import Pipeline, PipelineCollection
+from ..errors import InvalidInputError, NotFoundError
+from ..model.constants import LOST_STATUS_ID, MAX_PIPELINES_PER_ACCOUNT, WON_STATUS_ID
+from ..model.converter import converter
+from ..model.inputs import (
+    NewPipeline,
+    PipelineUpdate,
+    check_batch,
+    check_id,
+    check_ids,
+    check_updates,
+)
+from ..model.models import Pipeline, PipelineCollection
+from .batch import OnAmbiguous, encode_json, in_request_order
 
 if TYPE_CHECKING:
-    from .client import AmoClient
+    from ..client import AmoClient
 
 PIPELINES = "/api/v4/leads/pipelines"
 
@@ -61,7 +68,8 @@ class PipelinesAPI:
         After an ambiguous failure the chunk is reconciled (``on_ambiguous="reconcile"``,
         the default) or the failure raised (``"raise"``). If any item fails, a
         :class:`BatchError` says which were created and which were not; a single refusal
-        with nothing written (403, say) is raised as it is. See :mod:`amo_pipelines._batch`.
+        with nothing written (403, say) is raised as it is. See
+        :mod:`amo_pipelines.resources.batch`.
         """
         items = check_batch(pipelines, NewPipeline, MAX_PIPELINES_PER_ACCOUNT, "pipelines")
         return await self._client._batches.create(

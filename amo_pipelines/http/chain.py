@@ -16,9 +16,8 @@ from attrs import evolve
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from .auth import AuthProvider, KnowsTokenDue
-from .clock import Clock
-from .errors import (
+from ..auth.oauth import AuthProvider, KnowsTokenDue
+from ..errors import (
     ClientClosedError,
     RateLimitedError,
     RequestNotSentError,
@@ -26,7 +25,8 @@ from .errors import (
     TransportError,
     UnexpectedResponseError,
 )
-from .transport.base import Request, Response, Transport, sealed_headers
+from ..transport.base import Request, Response, Transport, sealed_headers
+from .clock import Clock
 
 logger = logging.getLogger("amo_pipelines")
 
@@ -137,7 +137,7 @@ class AuthPolicy:
 
     It sits outside the throttle: waiting for a token refresh holds no rate-limit slot, and
     the resend after a 401 takes a slot of its own. A provider that can tell synchronously
-    whether its token is still good to send (:class:`~amo_pipelines.auth.KnowsTokenDue`,
+    whether its token is still good to send (:class:`~amo_pipelines.auth.oauth.KnowsTokenDue`,
     e.g. ``OAuth2``) has it checked again once the request has its slot (:meth:`check`,
     run by the throttle): a request that waited across the moment its token fell due goes
     back for the new one instead of carrying the old one to a server where another process

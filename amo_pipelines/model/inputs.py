@@ -15,6 +15,7 @@ from typing import Any
 
 from attrs import Attribute, field, frozen
 
+from ..errors import InvalidInputError
 from .constants import (
     LOST_STATUS_ID,
     MAX_CUSTOM_STATUSES_PER_PIPELINE,
@@ -25,7 +26,6 @@ from .constants import (
     DescriptionLevel,
     StatusColor,
 )
-from .errors import InvalidInputError
 
 _PALETTE = {c.value: c for c in StatusColor}
 

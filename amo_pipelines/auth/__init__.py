@@ -1,0 +1,1 @@
+"""Credentials: long-lived tokens, OAuth 2.0 with refresh, and the token stores."""
