@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-import spec_examples
+from support import spec_examples
 
 from amo_pipelines import AmoClient
 from amo_pipelines.http.retry import NO_RETRY

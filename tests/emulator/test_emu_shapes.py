@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-import spec_examples
+from support import spec_examples
 
 PIPELINES = "/api/v4/leads/pipelines"
 MAIN, INCOMING, FIRST, SECOND = 3177727, 32392156, 32392159, 32392165

@@ -19,8 +19,8 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from clocked import clocked_client, drive
 from conftest import TOKEN
+from support.clocked import clocked_client, drive
 from yarl import URL
 
 from amo_pipelines import (

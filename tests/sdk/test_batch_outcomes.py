@@ -15,8 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from clocked import clocked_client, drive
-from test_emulator_sdk import FIRST, MAIN, fast_client
+from support.clocked import clocked_client, drive
 
 from amo_pipelines import (
     AmoClient,
@@ -38,6 +37,8 @@ from amo_pipelines.errors import ApiError, SkippedError, UnknownOutcomeError
 from amo_pipelines.http.clock import FakeClock
 from amo_pipelines.testing import MockTransport, json_response, problem_response
 from amo_pipelines.transport import AiohttpTransport, Request, Response
+
+from .test_emulator_sdk import FIRST, MAIN, fast_client
 
 PIPELINES = "/api/v4/leads/pipelines"
 STATUSES = f"{PIPELINES}/{MAIN}/statuses"

@@ -8,13 +8,14 @@ import json
 from pathlib import Path
 
 import pytest
-from funnels_helpers import config
-from test_cli import run
+from support.funnels_helpers import config
 
 from amo_pipelines import AmoClient, FileTokenStore, OAuth2
 from amo_pipelines.cli.accounts import Account, UsageError, load_targets, token_env_names
 from amo_pipelines.cli.output import Reporter
 from amo_pipelines.emulator import Emulator
+
+from .test_cli import run
 
 
 class Terminal(io.StringIO):

@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from funnels_helpers import account, fill_source, shape, writes
+from support.funnels_helpers import account, fill_source, shape, writes
 
 from amo_pipelines import LOST_STATUS_ID, WON_STATUS_ID, PipelineUpdate
 from amo_pipelines.funnels import (

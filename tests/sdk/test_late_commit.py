@@ -11,12 +11,13 @@ from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
-from test_emulator_sdk import MAIN, fast_client
 
 from amo_pipelines import AmoClient, NewPipeline, NewStatus
 from amo_pipelines.budget.limiter import RateLimiter
 from amo_pipelines.emulator import Emulator, EmulatorConfig, Fault
 from amo_pipelines.transport import AiohttpTransport, Request, Response
+
+from .test_emulator_sdk import MAIN, fast_client
 
 PIPELINES = "/api/v4/leads/pipelines"
 STATUSES = f"{PIPELINES}/{MAIN}/statuses"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from clocked import ACCOUNT, clocked_client, drive
+from support.clocked import ACCOUNT, clocked_client, drive
 
 from amo_pipelines import (
     BadRequestError,

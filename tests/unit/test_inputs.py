@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-import spec_examples as P
+from support import spec_examples as P
 
 from amo_pipelines import (
     LOST_STATUS_ID,

@@ -16,9 +16,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-import spec_examples as P
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from support import spec_examples as P
 from yarl import URL
 
 from amo_pipelines import (

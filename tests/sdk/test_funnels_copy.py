@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from funnels_helpers import client, config, fill_source, shape, writes
+from support.funnels_helpers import client, config, fill_source, shape, writes
 
 from amo_pipelines.emulator import Emulator
 from amo_pipelines.funnels import CopyTarget, copy_funnels, export

@@ -30,7 +30,7 @@ from amo_pipelines.funnels.export import account_host
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 EMULATOR = textwrap.dedent(
     """
@@ -273,7 +273,7 @@ async def test_a_client_on_a_redis_store_gets_the_redis_lock(redis_url: str) -> 
 
 
 async def test_a_failed_source_listing_leaves_the_targets_unwritten_and_unlocked() -> None:
-    from funnels_helpers import account, writes
+    from support.funnels_helpers import account, writes
 
     from amo_pipelines.emulator import Fault
     from amo_pipelines.errors import AmoError

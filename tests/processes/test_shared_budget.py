@@ -25,7 +25,7 @@ from amo_pipelines import AmoClient
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = "/api/v4/leads/pipelines"
 SLOW = "/api/v4/leads/pipelines/999999999"  # answers after a long latency (kill test)
 LIMITED = "/api/v4/leads/pipelines/888888888"  # answers 429, retry after 2 s (pause test)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from clocked import clocked_client, drive
+from support.clocked import clocked_client, drive
 
 from amo_pipelines import (
     AmoClient,

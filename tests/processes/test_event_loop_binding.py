@@ -21,7 +21,7 @@ from amo_pipelines import AmoClient, AmoError
 from amo_pipelines.errors import WrongEventLoopError
 from amo_pipelines.testing import MockTransport, json_response
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = "/api/v4/leads/pipelines"
 LIST = {"_total_items": 0, "_embedded": {"pipelines": []}}
 TOKEN = "tok-SECRET-loops"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import spec_examples as P
+from support import spec_examples as P
 from yarl import URL
 
 from amo_pipelines import (

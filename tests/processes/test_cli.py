@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from funnels_helpers import client, config, writes
+from support.funnels_helpers import client, config, writes
 
 from amo_pipelines import AmoClient, BatchError, PipelineUpdate
 from amo_pipelines.demo import run_job

@@ -6,7 +6,7 @@ import asyncio
 from collections import Counter
 
 import pytest
-from clocked import TOKEN, clocked_client, drive
+from support.clocked import TOKEN, clocked_client, drive
 
 from amo_pipelines import AccountBlockedError, AmoClient, ForbiddenError
 from amo_pipelines.budget.limiter import RateLimiter

@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-import spec_examples
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
+from support import spec_examples
 
 from amo_pipelines import DescriptionLevel, StatusColor, StatusType
 from amo_pipelines.model.converter import converter, make_converter

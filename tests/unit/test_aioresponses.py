@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import aiohttp
 import pytest
-import spec_examples as P
 from aioresponses import aioresponses
+from support import spec_examples as P
 from yarl import URL
 
 from amo_pipelines import (

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clocked import drive
+from support.clocked import drive
 
 from amo_pipelines import (
     AmoClient,
@@ -36,7 +36,7 @@ from amo_pipelines.transport import Request, Response
 
 PIPELINES = "/api/v4/leads/pipelines"
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LIFETIME = 4.0  # seconds an access token lives: refreshed every LIFETIME / 2
 WORK_FOR = 8.0  # seconds each worker keeps sending GETs
 PACE = 0.05  # seconds between a worker's GETs

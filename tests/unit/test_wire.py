@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import spec_examples as P
+from support import spec_examples as P
 
 from amo_pipelines import (
     AmoClient,

@@ -7,7 +7,6 @@ from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
-from test_emulator_sdk import MAIN, fast_client
 
 from amo_pipelines import (
     AmoClient,
@@ -19,6 +18,8 @@ from amo_pipelines import (
     ServerError,
 )
 from amo_pipelines.emulator import Emulator, EmulatorConfig, Fault
+
+from .test_emulator_sdk import MAIN, fast_client
 
 STATUSES = f"/api/v4/leads/pipelines/{MAIN}/statuses"
 PIPELINES = "/api/v4/leads/pipelines"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from clocked import TOKEN, drive
+from support.clocked import TOKEN, drive
 
 from amo_pipelines import AmoClient
 from amo_pipelines.budget.limiter import shared_limiter

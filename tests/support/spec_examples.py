@@ -18,7 +18,7 @@ from typing import Any
 
 from amo_pipelines import DescriptionInput, StatusUpdate
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "spec_examples.json"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "spec_examples.json"
 PAGES = ("leads-pipelines.ru.md", "leads-pipelines.ru.txt", "leads-pipelines.en.txt")
 
 PIPELINES = "/api/v4/leads/pipelines"

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from funnels_helpers import account
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.funnels_helpers import account
 
 from amo_pipelines import StatusColor
 from amo_pipelines.funnels import (

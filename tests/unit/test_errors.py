@@ -8,7 +8,7 @@ import logging
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import spec_examples as P
+from support import spec_examples as P
 
 from amo_pipelines import (
     AccountBlockedError,
