@@ -49,14 +49,15 @@ How it works, and why:
   (removed from the windows) and its in-flight place freed; the next waiter can use both
   right away. The same goes for a granted request that turns out not to be sent after all
   (its client began closing, the circuit opened, its token fell due, or the transport
-  raised ``RequestNotSentError``: ``_give_back``). A request that was sent keeps its place
-  in the window, whatever happens.
+  raised ``RequestNotSentError``: :meth:`RateLimiter.give_back`). A request that was sent
+  keeps its place in the window, whatever happens.
 * **In-flight cap.** ``max_in_flight`` bounds the requests of one account running at once.
   The in-flight place is taken together with the rate grant, never before it: a request
   granted by the rate window and then kept waiting for an in-flight place would start
   later than its recorded grant time, and the window would no longer describe reality.
-* **429 handling** (called by the retry layer). :meth:`RateLimiter.pause` stops all new
-  grants for the account until a time (queues keep their order). :meth:`RateLimiter.penalize`
+* **429 handling** (the throttle policy reports each 429 to :meth:`RateLimiter.note_429`).
+  :meth:`RateLimiter.pause` stops all new grants for the account until a time (queues
+  keep their order). :meth:`RateLimiter.penalize`
   is multiplicative decrease / additive increase: it halves the allowed count of both
   windows of the account (floor 1 per window); each full window (``period + margin``)
   without a further penalty gives back a tenth of the configured limit (7 -> 3 -> 4 -> 4 ->
@@ -100,16 +101,22 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import math
 import weakref
 from dataclasses import dataclass
 from types import TracebackType
 
-from ..errors import AmoError, InvalidInputError
+from ..errors import InvalidInputError
 from ..http.clock import SYSTEM_CLOCK, Clock
+from ._account import (
+    AccountBlockedElsewhereError,
+    AccountState,
+    Hold,
+    RateLimitStoreError,
+    scaled,
+)
+from ._granting import _Granting
 from .windows import (
     Admission,
-    Blocked,
     Denied,
     Granted,
     InMemoryWindowStore,
@@ -129,6 +136,7 @@ __all__ = [
     "Admission",
     "Denied",
     "Granted",
+    "Hold",
     "InMemoryWindowStore",
     "Limit",
     "RateLimitStoreError",
@@ -140,10 +148,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-_UNCOUNTED = Granted(at=0.0, windows=())
-"""The grant of a request no limit applies to (both are off): the store is not asked,
-as there is nothing to count and a shared store would only add a round trip."""
 
 
 @dataclass(frozen=True)
@@ -169,26 +173,6 @@ DEFAULT_MAX_IN_FLIGHT = 16
 _MIN_FACTOR = 1 / 64
 
 
-# --------------------------------------------------------------------------- limiter
-
-
-class RateLimitStoreError(AmoError, RuntimeError):
-    """The window store failed (unreachable Redis, unwritable folder) before this request
-    got its grant: the request was not sent (``__cause__`` says what failed). The limiter
-    never falls back to an unshared budget, which could overrun the account."""
-
-
-class AccountBlockedElsewhereError(AmoError):
-    """The shared store says the account is blocked: a client, maybe in another process,
-    got the block. Nothing was sent. The throttle turns it into an
-    :class:`~amo_pipelines.errors.AccountBlockedError`."""
-
-    def __init__(self, blocked: Blocked) -> None:
-        self.retry_after = blocked.retry_after
-        self.note = blocked.note
-        super().__init__(f"the account is blocked ({blocked.note}); nothing was sent")
-
-
 @dataclass(frozen=True)
 class AccountStats:
     """A snapshot of one account in a limiter (for metrics and tests)."""
@@ -200,85 +184,6 @@ class AccountStats:
     account_limit: int | None
 
 
-class _Waiter:
-    __slots__ = ("future", "integration", "owner", "seq")
-
-    def __init__(
-        self,
-        seq: int,
-        integration: str | None,
-        future: asyncio.Future[Granted],
-        owner: object = None,
-    ) -> None:
-        self.seq = seq
-        self.integration = integration
-        self.future = future
-        self.owner = owner
-
-
-class _Account:
-    """Everything a limiter knows about one account (apart from the windows)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.queue: dict[int, _Waiter] = {}  # by arrival number, so in arrival order
-        self.refunds: list[Granted] = []
-        self.in_flight = 0
-        self.pump: asyncio.Task[None] | None = None
-        self.kick: asyncio.Future[None] | None = None
-        self.kicked = False
-        self.paused_until = -math.inf
-        self.factor = 1.0  # share of the configured counts allowed (penalties)
-        self.factor_since = -math.inf  # last penalty or recovery step
-        self.penalized_at = -math.inf
-        # integration -> (factor, its windows): built once per factor, not per request
-        self.windows: dict[str | None, tuple[float, tuple[Window, ...]]] = {}
-
-    def carry_over(self) -> _Account:
-        """A copy without loop-bound state: pauses and penalties outlive an event loop."""
-        fresh = _Account(self.name)
-        fresh.paused_until = self.paused_until
-        fresh.factor = self.factor
-        fresh.factor_since = self.factor_since
-        fresh.penalized_at = self.penalized_at
-        return fresh
-
-    def has_loop_state(self) -> bool:
-        return bool(self.queue or self.refunds or self.in_flight or self.pump)
-
-
-def _store_failed(exc: BaseException) -> RateLimitStoreError:
-    error = RateLimitStoreError(
-        f"the rate limit window store failed ({type(exc).__name__}): the request was not sent"
-    )
-    error.__cause__ = exc
-    return error
-
-
-def _scaled(count: int, factor: float) -> int:
-    return max(1, math.floor(count * factor + 1e-9))
-
-
-def _earliest(a: float | None, b: float | None) -> float | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return min(a, b)
-
-
-async def _sleep_or_kick(clock: Clock, seconds: float, kick: asyncio.Future[None]) -> None:
-    """Sleep on ``clock`` until ``seconds`` pass or ``kick`` is set, whichever first."""
-    sleeper = asyncio.ensure_future(clock.sleep(seconds))
-    try:
-        await asyncio.wait((sleeper, kick), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        if not sleeper.done():
-            sleeper.cancel()
-        elif not sleeper.cancelled():
-            sleeper.result()  # surface a failing clock
-
-
 class Slot:
     """What :meth:`RateLimiter.slot` returns: ``async with`` it around one request.
 
@@ -286,21 +191,20 @@ class Slot:
     place (the grant stays counted: the request was sent). Use each slot once.
     """
 
-    __slots__ = ("_account", "_grant", "_held", "_integration", "_limiter", "_used")
+    __slots__ = ("_account", "_hold", "_integration", "_limiter", "_used")
 
     def __init__(self, limiter: RateLimiter, account: str, integration: str | None) -> None:
         self._limiter = limiter
         self._account = account
         self._integration = integration
-        self._held: _Account | None = None
-        self._grant: Granted | None = None
+        self._hold: Hold | None = None
         self._used = False
 
     async def __aenter__(self) -> None:
         if self._used:
             raise RuntimeError("a rate limiter slot can be entered only once")
         self._used = True
-        self._held, self._grant = await self._limiter._acquire(self._account, self._integration)
+        self._hold = await self._limiter.acquire(self._account, self._integration)
 
     async def __aexit__(
         self,
@@ -308,13 +212,12 @@ class Slot:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        held, self._held = self._held, None
-        grant, self._grant = self._grant, None
-        if held is not None and grant is not None:
-            await self._limiter._finish(held, grant)
+        hold, self._hold = self._hold, None
+        if hold is not None:
+            await self._limiter.release(hold)
 
 
-class RateLimiter:
+class RateLimiter(_Granting):
     """Both amoCRM limits, an in-flight cap and 429 back-off for any number of accounts.
 
     ``integration_limit`` applies per (account, integration key), ``account_limit`` per
@@ -323,6 +226,9 @@ class RateLimiter:
     (``None``: no cap). ``store`` holds the windows (default: a fresh
     :class:`InMemoryWindowStore`). ``penalty_factor`` and ``recovery_step`` tune
     :meth:`penalize`.
+
+    One request's place: :meth:`slot` (``async with``), or :meth:`acquire` and then
+    exactly one of :meth:`release` (it was sent) and :meth:`give_back` (it was not).
     """
 
     def __init__(
@@ -377,7 +283,7 @@ class RateLimiter:
         self._rule = PenaltyRule(
             penalty_factor, recovery_step, self._recovery_interval, _MIN_FACTOR
         )
-        self._accounts: dict[str, _Account] = {}
+        self._accounts: dict[str, AccountState] = {}
         self._sweep_at = 64
         self._seq = itertools.count()
         self._loop_ref: weakref.ref[asyncio.AbstractEventLoop] | None = None
@@ -485,11 +391,6 @@ class RateLimiter:
         if self._shared is not None:
             await self._shared.clear_block(account)
 
-    def report_success(self, account: str) -> None:
-        """Note a request that the server accepted. Recovery from :meth:`penalize` is
-        time-based (a window without a 429 is the signal), so this changes nothing today;
-        it is the hook for a policy that wants successes, and retry layers may call it."""
-
     def abort_waiters(self, account: str, error: Exception, *, owner: object = None) -> int:
         """Fail every request still queued for ``account`` with ``error``; return how many.
 
@@ -517,8 +418,8 @@ class RateLimiter:
             waiting=0 if acct is None else len(acct.queue),
             in_flight=0 if acct is None else acct.in_flight,
             paused_for=0.0 if acct is None else max(0.0, acct.paused_until - now),
-            integration_limit=None if integration is None else _scaled(integration.count, factor),
-            account_limit=None if whole is None else _scaled(whole.count, factor),
+            integration_limit=None if integration is None else scaled(integration.count, factor),
+            account_limit=None if whole is None else scaled(whole.count, factor),
         )
 
     def __repr__(self) -> str:
@@ -527,297 +428,6 @@ class RateLimiter:
             f"account_limit={self._account_limit!r}, margin={self._margin!r}, "
             f"max_in_flight={self._max_in_flight!r}, active_accounts={self.active_accounts})"
         )
-
-    # ------------------------------------------------------------------ acquiring
-
-    async def _acquire(
-        self, account: str, integration: str | None, owner: object = None
-    ) -> tuple[_Account, Granted]:
-        """Wait for a grant and an in-flight place; :meth:`_finish` gives the place back
-        (or :meth:`_give_back`, when nothing was sent after all).
-
-        The two halves of :class:`Slot`; the throttle policy calls them directly, as this
-        runs on every request. ``owner`` tags the wait for :meth:`abort_waiters`.
-        """
-        self._bind_loop()
-        acct = self._account(account)
-        # Fast path: nobody is queued, so asking the store directly keeps FIFO order.
-        if not acct.queue and acct.pump is None and not acct.refunds:
-            grant = await self._try_now(acct, integration)
-            if grant is not None:
-                return acct, grant
-        future = asyncio.get_running_loop().create_future()
-        waiter = _Waiter(next(self._seq), integration, future, owner)
-        acct.queue[waiter.seq] = waiter
-        self._kick(acct)
-        try:
-            await waiter.future
-        except BaseException:
-            future = waiter.future
-            if future.done() and not future.cancelled() and future.exception() is None:
-                # Granted, but cancelled before the task resumed: nothing was sent, so
-                # hand the grant back (the pump removes it from the windows).
-                acct.in_flight -= 1
-                acct.refunds.append(future.result())
-            else:
-                acct.queue.pop(waiter.seq, None)
-                future.cancel()
-            self._kick(acct)
-            self._forget_if_idle(acct)
-            raise
-        return acct, waiter.future.result()
-
-    async def _try_now(self, acct: _Account, integration: str | None) -> Granted | None:
-        now = self._clock.now()
-        if now < acct.paused_until or self._in_flight_full(acct):
-            return None
-        acct.in_flight += 1  # reserved across the store call
-        try:
-            windows = self._windows(acct, integration, now)
-            if not windows:
-                admission: Admission = _UNCOUNTED
-            elif self._shared is None:
-                admission = await self._store.acquire(windows, now)
-            else:
-                admission = await self._ask_shared(acct, windows)
-        except BaseException as exc:
-            acct.in_flight -= 1
-            self._forget_if_idle(acct)
-            if isinstance(exc, Exception) and not isinstance(exc, AmoError):
-                raise _store_failed(exc) from exc
-            raise
-        if isinstance(admission, Granted):
-            return admission
-        acct.in_flight -= 1
-        return None
-
-    async def _finish(self, acct: _Account, grant: Granted) -> None:
-        """The request is answered (or failed): its windows count it from now on."""
-        try:
-            if grant.windows:
-                await self._store.complete(grant, self._clock.now())
-        except Exception as exc:
-            # The answer is already here: a bookkeeping failure must not replace it.
-            # The grant then stays pending in the store, which errs on the safe side.
-            logger.warning("rate limiter: window store failed (%s)", type(exc).__name__)
-        finally:
-            self._release(acct)
-
-    def _give_back(self, acct: _Account, grant: Granted) -> None:
-        """Nothing was sent under ``grant`` after all: free its in-flight place and take it
-        out of its windows (the pump does that, before it grants anyone), so the next
-        waiter, of any client, can use both at once."""
-        acct.in_flight -= 1
-        if grant.windows:
-            acct.refunds.append(grant)
-        if acct.queue or acct.refunds:
-            self._kick(acct)
-
-    def _release(self, acct: _Account) -> None:
-        # An account that goes idle here is kept (with its cached windows) for its next
-        # request; the sweep in _account forgets idle ones once there are many.
-        acct.in_flight -= 1
-        if acct.queue:
-            self._kick(acct)
-
-    # ------------------------------------------------------------------ the pump
-
-    def _kick(self, acct: _Account) -> None:
-        """Something changed: make the account's pump look at its queue again."""
-        acct.kicked = True
-        if acct.kick is not None and not acct.kick.done():
-            acct.kick.set_result(None)
-        if acct.pump is None and (acct.queue or acct.refunds):
-            acct.pump = asyncio.get_running_loop().create_task(
-                self._pump(acct), name="amo_pipelines rate limiter"
-            )
-
-    async def _pump(self, acct: _Account) -> None:
-        """Grant queued waiters of one account as the windows allow; ends when idle."""
-        try:
-            while acct.queue or acct.refunds:
-                acct.kicked = False
-                wake_at = await self._scan(acct)
-                if acct.kicked or not acct.queue:
-                    continue
-                kick = acct.kick = asyncio.get_running_loop().create_future()
-                try:
-                    if wake_at is None:  # only a release, a cancel or an arrival can help
-                        await kick
-                    else:
-                        await _sleep_or_kick(self._clock, wake_at - self._clock.now(), kick)
-                finally:
-                    acct.kick = None
-        except asyncio.CancelledError:
-            acct.refunds.clear()
-            self._fail_waiters(acct, None)
-            raise
-        except AccountBlockedElsewhereError as exc:
-            acct.refunds.clear()
-            self._fail_waiters(acct, exc, wrap=False)
-        except Exception as exc:
-            logger.warning("rate limiter: window store failed (%s)", type(exc).__name__)
-            acct.refunds.clear()
-            self._fail_waiters(acct, exc)
-        finally:
-            acct.pump = None
-            self._forget_if_idle(acct)
-
-    async def _scan(self, acct: _Account) -> float | None:
-        """One pass over the queue in arrival order; returns when to look again."""
-        while acct.refunds:
-            await self._refund(acct.refunds.pop())
-        now = self._clock.now()
-        if now < acct.paused_until:
-            return acct.paused_until
-        wake_at: float | None = None
-        held_back: set[str | None] = set()  # integrations whose first waiter must wait
-        for waiter in list(acct.queue.values()):
-            if waiter.future.done() or waiter.integration in held_back:
-                continue  # cancelled (leaving), or behind an earlier one of its integration
-            if self._in_flight_full(acct):
-                return wake_at  # a release will kick us
-            now = self._clock.now()
-            windows = self._windows(acct, waiter.integration, now)
-            acct.in_flight += 1
-            try:
-                if not windows:
-                    admission: Admission = _UNCOUNTED
-                elif self._shared is None:
-                    admission = await self._store.acquire(windows, now)
-                else:
-                    admission = await self._ask_shared(acct, windows)
-            except BaseException:
-                acct.in_flight -= 1
-                raise
-            if isinstance(admission, Granted):
-                if waiter.future.done():  # cancelled while the store was answering
-                    acct.in_flight -= 1
-                    await self._refund(admission)
-                else:
-                    del acct.queue[waiter.seq]
-                    waiter.future.set_result(admission)
-                continue
-            acct.in_flight -= 1
-            if math.isfinite(admission.retry_after):
-                wake_at = _earliest(wake_at, now + admission.retry_after)
-            # else: only an answer frees a place, and its release kicks the pump
-            if acct.factor < 1.0:  # a recovery step may let it go sooner
-                wake_at = _earliest(wake_at, acct.factor_since + self._recovery_interval)
-            account_index = len(windows) - 1
-            if self._account_limit is not None and account_index in admission.blocking:
-                return wake_at  # the account is full: nobody behind can fit either
-            held_back.add(waiter.integration)
-        return wake_at
-
-    def _fail_waiters(
-        self, acct: _Account, exc: Exception | None, *, wrap: bool = True, owner: object = None
-    ) -> int:
-        """Empty the queue (of ``owner``'s waiters only, if given): cancel the waiters
-        (``exc`` None) or raise ``exc`` in them."""
-        if owner is None:
-            waiters = [waiter for waiter in acct.queue.values() if not waiter.future.done()]
-            acct.queue.clear()
-        else:
-            waiters = [
-                waiter
-                for waiter in acct.queue.values()
-                if waiter.owner is owner and not waiter.future.done()
-            ]
-            for waiter in waiters:
-                del acct.queue[waiter.seq]
-        for waiter in waiters:
-            if exc is None:
-                waiter.future.cancel()
-            elif wrap:
-                waiter.future.set_exception(_store_failed(exc))
-            else:
-                waiter.future.set_exception(exc)
-        return len(waiters)
-
-    # ------------------------------------------------------------------ helpers
-
-    async def _ask_shared(self, acct: _Account, windows: tuple[Window, ...]) -> Admission:
-        assert self._shared is not None
-        admission = await self._shared.acquire_account(acct.name, windows, self._rule)
-        if isinstance(admission, Blocked):
-            raise AccountBlockedElsewhereError(admission)
-        return admission
-
-    async def _refund(self, grant: Granted) -> None:
-        if grant.windows:
-            await self._store.refund(grant)
-
-    def _windows(self, acct: _Account, integration: str | None, now: float) -> tuple[Window, ...]:
-        """The windows a request must fit in; the account window, if any, comes last."""
-        factor = 1.0 if acct.factor >= 1.0 else self._factor(acct, now)
-        cached = acct.windows.get(integration)
-        if cached is not None and cached[0] == factor:
-            return cached[1]  # the same keys and counts as last time: skip rebuilding them
-        windows: list[Window] = []
-        if self._integration_limit is not None and integration is not None:
-            limit = self._integration_limit
-            key = f"i|{acct.name}|{integration}"
-            windows.append(Window(key, _scaled(limit.count, factor), limit.period + self._margin))
-        if self._account_limit is not None:
-            limit = self._account_limit
-            key = f"a|{acct.name}"
-            windows.append(Window(key, _scaled(limit.count, factor), limit.period + self._margin))
-        if len(acct.windows) >= 64:  # many tokens on one busy account: start afresh
-            acct.windows.clear()
-        result = tuple(windows)
-        acct.windows[integration] = (factor, result)
-        return result
-
-    def _factor(self, acct: _Account, now: float) -> float:
-        """The account's current share of the configured counts, after recovery steps."""
-        if acct.factor < 1.0:
-            # (+1e-9: a step that is due now must not be lost to float rounding)
-            steps = math.floor((now - acct.factor_since) / self._recovery_interval + 1e-9)
-            if steps > 0:
-                acct.factor = min(1.0, round(acct.factor + steps * self._recovery_step, 9))
-                acct.factor_since += steps * self._recovery_interval
-        return acct.factor
-
-    def _in_flight_full(self, acct: _Account) -> bool:
-        return self._max_in_flight is not None and acct.in_flight >= self._max_in_flight
-
-    def _account(self, name: str) -> _Account:
-        acct = self._accounts.get(name)
-        if acct is None:
-            if len(self._accounts) >= self._sweep_at:
-                for idle in list(self._accounts.values()):
-                    self._forget_if_idle(idle)
-                self._sweep_at = 2 * len(self._accounts) + 64
-            acct = self._accounts[name] = _Account(name)
-        return acct
-
-    def _is_idle(self, acct: _Account, now: float) -> bool:
-        """Nothing in the account's state matters any more: it may be forgotten."""
-        if acct.has_loop_state() or acct.paused_until > now:
-            return False
-        return self._factor(acct, now) >= 1.0
-
-    def _forget_if_idle(self, acct: _Account) -> None:
-        if self._accounts.get(acct.name) is acct and self._is_idle(acct, self._clock.now()):
-            del self._accounts[acct.name]
-
-    def _bind_loop(self) -> None:
-        """Tie the limiter to the running loop; move on from a loop that is gone."""
-        loop = asyncio.get_running_loop()
-        bound = None if self._loop_ref is None else self._loop_ref()
-        if bound is loop:
-            return
-        in_use = any(acct.has_loop_state() for acct in self._accounts.values())
-        if bound is not None and not bound.is_closed() and in_use:
-            raise RuntimeError(
-                "this RateLimiter is in use by another event loop; use one limiter per "
-                "loop (shared_limiter() does that)"
-            )
-        # Futures, tasks and in-flight counts belonged to the old loop; pauses and
-        # penalties are about the server and carry over (and so do the store's windows).
-        self._loop_ref = weakref.ref(loop)
-        self._accounts = {name: acct.carry_over() for name, acct in self._accounts.items()}
 
 
 _shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RateLimiter] = (

@@ -167,7 +167,8 @@ class _Log:
 
 
 class InMemoryWindowStore:
-    """The per-process store: a deque of grant times per key.
+    """The per-process store: per key, a sorted list of the times its answered grants
+    completed, and a count of those still waiting for their answer.
 
     ``acquire`` never suspends, so it is atomic on the event loop. Expired times are
     dropped when a key is used, and all keys are swept now and then, so idle accounts cost

@@ -29,7 +29,6 @@ DEFAULT_COOLDOWN = 900.0
 
 @define
 class _Open:
-    since: float
     until: float | None
     cause: ApiError
 
@@ -66,7 +65,6 @@ class CircuitBreaker:
         self.suspicion_window = _seconds(suspicion_window, "suspicion_window")
         self._clock = clock
         self._open: dict[str, _Open] = {}
-        self._last_429: dict[str, float] = {}
 
     def is_open(self, account: str) -> bool:
         state = self._open.get(account)
@@ -96,9 +94,6 @@ class CircuitBreaker:
             ),
         )
 
-    def record_429(self, account: str) -> None:
-        self._last_429[account] = self._clock.now()
-
     def is_block(self, account: str, error: ApiError) -> bool:
         """Whether ``error`` should open the circuit: :func:`is_account_block`."""
         return is_account_block(error)
@@ -106,16 +101,14 @@ class CircuitBreaker:
     def open(self, account: str, cause: ApiError) -> None:
         now = self._clock.now()
         until = None if self.cooldown is None else now + self.cooldown
-        self._open[account] = _Open(since=now, until=until, cause=cause)
+        self._open[account] = _Open(until=until, cause=cause)
 
     def reset(self, account: str | None = None) -> None:
         """Close the circuit (for one account, or all) once the block is lifted."""
         if account is None:
             self._open.clear()
-            self._last_429.clear()
         else:
             self._open.pop(account, None)
-            self._last_429.pop(account, None)
 
 
 _shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CircuitBreaker] = (

@@ -130,7 +130,7 @@ class RetryPolicy:
                     return response  # a success is final: no hook is asked to retry it
                 if maybe_done and request.method == "DELETE" and response.status == 404:
                     # The first copy deleted it; the entity is gone, as asked.
-                    return Response(status=204, headers={"x-amo-pipelines-note": "deleted"})
+                    return Response(status=204)
                 delay = self.delay_for(request=request, attempt=attempt, response=response)
                 if delay is None:
                     return response

@@ -144,7 +144,7 @@ class ThrottlePolicy:
             gate.check(request)
         try:
             # limiter.slot() without the context manager's frames (every request is here)
-            held, grant = await limiter._acquire(self.account, self._integration, gate)
+            hold = await limiter.acquire(self.account, self._integration, owner=gate)
         except _CircuitOpened:
             raise breaker.refusal(self.account, request) from None
         except AccountBlockedElsewhereError as exc:
@@ -161,29 +161,28 @@ class ThrottlePolicy:
             if self.check is not None:
                 self.check(request)
         except BaseException:
-            limiter._give_back(held, grant)  # nothing was sent
+            limiter.give_back(hold)  # nothing was sent
             raise
         if gate is not None:
             gate.on_wire += 1
         try:
             response = await next(request)
         except RequestNotSentError:
-            limiter._give_back(held, grant)
+            limiter.give_back(hold)
             raise
         except BaseException:
-            await limiter._finish(held, grant)
+            await limiter.release(hold)
             raise
         finally:
             if gate is not None:
                 gate.on_wire -= 1
                 if gate.closed:
                     gate.landed()
-        await limiter._finish(held, grant)
+        await limiter.release(hold)
         if response.status == 429:
             error = error_from_response(request, response)
             assert isinstance(error, RateLimitedError)
             pause = error.retry_after if error.retry_after is not None else self.default_pause
-            breaker.record_429(self.account)
             await limiter.note_429(self.account, min(self.max_pause, pause))
         elif response.status == 403:
             error = error_from_response(request, response)

@@ -192,8 +192,8 @@ class AiohttpTransport:
                     )
                 else:  # aiohttp reads no more than the Content-Length
                     body = await response.read()
-                # The CIMultiDictProxy goes straight to Response, which copies it into a
-                # plain dict with lower-cased keys (one copy, not two).
+                # The CIMultiDictProxy goes straight to Response, which keeps it as it is
+                # (read-only and case-insensitive already: no copy).
                 return Response(status=response.status, headers=response.headers, body=body)
         except aiohttp.ClientConnectorError as e:
             # Raised while connecting (refused, DNS, TLS): nothing was sent.

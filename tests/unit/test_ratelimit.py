@@ -529,13 +529,6 @@ async def test_penalty_applies_to_grants_and_compounds_across_windows() -> None:
     assert limiter.stats(ACCOUNT).integration_limit == 1  # floor: never below 1
 
 
-async def test_report_success_is_accepted() -> None:
-    clock = FakeClock()
-    limiter = make(clock)
-    limiter.report_success(ACCOUNT)
-    assert limiter.active_accounts == 0
-
-
 async def test_abort_waiters_fails_the_queue_but_not_the_requests_in_flight() -> None:
     clock = FakeClock()
     limiter = make(clock, account_limit=None)
