@@ -20,7 +20,6 @@ from .errors import (
     RequestNotSentError,
     UnexpectedResponseError,
     WrongEventLoopError,
-    error_from_response,
 )
 from .http.chain import (
     AuthPolicy,
@@ -33,6 +32,7 @@ from .http.chain import (
 )
 from .http.circuit import CircuitBreaker
 from .http.clock import SYSTEM_CLOCK, Clock
+from .http.problem import problem_of
 from .http.retry import RetryPolicy
 from .http.throttle import ThrottlePolicy
 from .http.urls import account_url, check_path
@@ -358,7 +358,7 @@ class AmoClient:
         response = await self._handler(request)
         if 200 <= response.status < 300:
             return response
-        raise error_from_response(request, response)
+        raise problem_of(response).error(method, request.url.path)
 
     async def fetch(
         self,

@@ -1,7 +1,6 @@
-"""Exceptions, and the one place where an HTTP response becomes one.
+"""Exceptions: everything the SDK raises derives from :class:`AmoError`.
 
-Every exception derives from :class:`AmoError`. Failures are split by what the caller can
-safely do next:
+Failures are split by what the caller can safely do next:
 
 * :class:`InvalidInputError` - the SDK refused the input; nothing was sent.
 * :class:`RequestNotSentError` - the request certainly did not reach the server.
@@ -13,25 +12,18 @@ safely do next:
 ``may_have_been_processed`` says the same thing as an attribute, which decides whether a
 POST may be retried blindly.
 
-Reading an error response is linear in its size and looks at a bounded part of it: the
-first :data:`BODY_KEPT` bytes (the HTML title, the part an exception keeps as ``body``), and
-JSON only up to :data:`MAX_ERROR_JSON` bytes. Whatever a server sends, the mapping returns
-an :class:`ApiError` subclass and never raises.
+How an answer is read into one (which class for which status, what is a block, where a
+429's wait comes from) is :mod:`amo_pipelines.http.problem`: whatever a server sends, it
+gives an :class:`ApiError` subclass and never raises.
 """
 
 from __future__ import annotations
 
-import email.utils
-import math
-import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from attrs import frozen
-
-from .model import _json
 
 if TYPE_CHECKING:
     from .transport.base import Request, Response
@@ -39,9 +31,6 @@ if TYPE_CHECKING:
 BODY_KEPT = 64 * 1024
 """How much of a response body an :class:`ApiError` keeps, and how far error parsing looks
 for an HTML title."""
-
-MAX_ERROR_JSON = 1024 * 1024
-"""Error bodies longer than this are not parsed as JSON (amoCRM's are a few kB at most)."""
 
 
 class AmoError(Exception):
@@ -232,18 +221,6 @@ class GatewayTimeoutError(ServerError):
     """504: the API's guidance is to retry with a smaller batch."""
 
 
-_BY_STATUS: Mapping[int, type[ApiError]] = {
-    400: BadRequestError,
-    401: UnauthorizedError,
-    402: PaymentRequiredError,
-    403: ForbiddenError,
-    404: NotFoundError,
-    422: UnprocessableEntityError,
-    429: RateLimitedError,
-    504: GatewayTimeoutError,
-}
-
-
 def _reason(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
@@ -251,175 +228,22 @@ def _reason(status: int) -> str:
         return "HTTP error"
 
 
-def _json_object(response: Response) -> dict[str, Any] | None:
-    body = response.body
-    if not body or len(body) > MAX_ERROR_JSON:
-        return None
-    if response.content_type in ("text/html", "text/plain"):
-        return None
-    try:
-        value = _json.loads(response.body)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else ("" if value is None else str(value))
-
-
-def _validation_issues(raw: object) -> list[ValidationIssue]:
-    issues: list[ValidationIssue] = []
-    if not isinstance(raw, list):
-        return issues
-    for entry in raw:
-        if not isinstance(entry, dict):
-            continue
-        request_id = entry.get("request_id")
-        errors = entry.get("errors")
-        if not isinstance(errors, list):  # a number, a string, an object: not a list of errors
-            continue
-        for error in errors:
-            if isinstance(error, dict):
-                issues.append(
-                    ValidationIssue(
-                        request_id=None if request_id is None else str(request_id),
-                        code=_text(error.get("code")),
-                        path=_text(error.get("path")),
-                        detail=_text(error.get("detail")),
-                    )
-                )
-    return issues
-
-
-_TITLE_CHARS = 500
-
-
-def _html_title(body: bytes) -> str:
-    """The text of the first ``<title>`` within the first :data:`BODY_KEPT` bytes.
-
-    Three ``find`` calls, so linear whatever the page holds (a backtracking regex took
-    minutes over a body of unclosed ``<title>`` tags).
-    """
-    head = body[:BODY_KEPT]
-    lowered = head.lower()  # ASCII-only lowering: offsets stay the same
-    start = lowered.find(b"<title")
-    if start < 0:
-        return ""
-    text_start = lowered.find(b">", start + 6) + 1
-    if text_start == 0:
-        return ""
-    end = lowered.find(b"</title", text_start)
-    if end < 0:
-        return ""
-    return head[text_start:end].decode("utf-8", "replace").strip()[:_TITLE_CHARS]
-
-
-# A block is said in words: "Account is blocked", "IP blocked", "Аккаунт заблокирован".
-_WORDS = re.compile(r"\w+")
-
-
-def _says_blocked(text: str) -> bool:
-    words = _WORDS.findall(text[:BODY_KEPT].lower())
-    return any(w.startswith(("blocked", "заблокирован")) for w in words) and any(
-        w == "ip" or w.startswith(("account", "аккаунт")) for w in words
-    )
-
-
-def _is_block(status: int, *, is_html: bool, data: Mapping[str, Any], texts: Sequence[str]) -> bool:
-    """The one rule for "this account (or IP) is blocked": a 403 that is the HTML block
-    page (HTML, no JSON), or whose text says the account or IP is blocked."""
-    if status != 403:
-        return False
-    return (is_html and not data) or _says_blocked(" ".join(texts))
-
-
 def is_account_block(error: BaseException) -> bool:
     """Whether ``error`` means the account (or IP) is blocked: what the circuit breaker
-    opens on. A 403 that only denies a permission is not a block."""
+    opens on. A 403 that only denies a permission is not a block (the rule is read from
+    the answer once, in :mod:`amo_pipelines.http.problem`)."""
     return isinstance(error, AccountBlockedError)
 
 
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, OverflowError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    try:
-        number = float(value)
-    except (ValueError, OverflowError):
-        return None
-    return max(0.0, number) if math.isfinite(number) else None
-
-
 def error_from_response(request: Request, response: Response) -> ApiError:
-    """Build the exception for an error response.
+    """The exception for an error response to ``request``.
 
-    Understands amoCRM's ``application/problem+json`` (with ``validation-errors``), the
-    ``{"errors": {"code", "message", "hash"}}`` convention, HTML pages and empty bodies.
+    The answer is read once (:func:`~amo_pipelines.http.problem.problem_of`, kept with the
+    response), whoever asks first: the throttle, the client or the OAuth provider.
     """
-    status = response.status
-    data = _json_object(response) or {}
-    title = _text(data.get("title"))
-    detail = _text(data.get("detail"))
-    code: str | int | None = None
-    errors = data.get("errors")
-    if isinstance(errors, dict):
-        # {"errors": {"code": 2008, "message": "...", "hash": "..."}}
-        raw_code = errors.get("code")
-        code = raw_code if isinstance(raw_code, (str, int)) else None
-        detail = detail or _text(errors.get("message"))
-    body = response.body
-    is_html = response.content_type == "text/html" or body[:BODY_KEPT].lstrip()[:1] == b"<"
-    if is_html and not data:
-        title = title or _html_title(body)
+    from .http.problem import problem_of  # it imports this module's classes
 
-    cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else ApiError)
-    if status == 403:
-        # The words of the answer: its JSON fields, else the start of the body as text.
-        texts = (
-            (title, detail, _text(data.get("hint")))
-            if data
-            else (body[:BODY_KEPT].decode("utf-8", "replace"),)
-        )
-        if _is_block(status, is_html=is_html, data=data, texts=texts):
-            cls = AccountBlockedError
-    kwargs: dict[str, Any] = {
-        "status": status,
-        "method": request.method,
-        "path": request.url.path,
-        "title": title,
-        "detail": detail,
-        "body": body,
-        "content_type": response.content_type,
-        "validation_errors": _validation_issues(data.get("validation-errors")),
-        "code": code,
-        "trace_id": _text(data.get("trace_id")) or None,
-    }
-    if cls is RateLimitedError:
-        retry_after = _number(data.get("retry_after"))
-        if retry_after is None:
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-        return RateLimitedError(retry_after=retry_after, **kwargs)
-    return cls(**kwargs)
+    return problem_of(response).error(request.method, request.url.path)
 
 
 class BatchError(AmoError):

@@ -55,9 +55,9 @@ from ..errors import (
     InvalidInputError,
     TokenRevokedError,
     UnexpectedResponseError,
-    error_from_response,
 )
 from ..http.clock import Clock
+from ..http.problem import read_problem
 from ..model import _json
 from ..model.inputs import check_seconds, check_text
 from ..transport.base import Request, Response
@@ -506,12 +506,15 @@ class OAuth2:
                     **where,
                 ) from None
             return tokens
+        # Read once, from the body with our secrets taken out.
         scrubbed = evolve(response, body=_scrub(response.body, hidden))
-        error = error_from_response(Request(method="POST", url=URL(TOKEN_PATH)), scrubbed)
-        hint = _hint(scrubbed.body)
-        if hint and hint not in error.detail:
-            error.detail = f"{error.detail}: {hint}" if error.detail else hint
-            error.args = (error._message(),)
+        problem = read_problem(scrubbed)
+        hint = problem.hint
+        if hint and hint not in problem.detail:
+            problem = evolve(
+                problem, detail=f"{problem.detail}: {hint}" if problem.detail else hint
+            )
+        error = problem.error("POST", TOKEN_PATH)
         if response.status == 401 and grant.get("grant_type") == "refresh_token" and hint:
             raise _Refused(error, hint)
         raise error
@@ -528,12 +531,3 @@ def _scrub(body: bytes, secrets: tuple[str, ...]) -> bytes:
             escaped = _json.dumps(secret)[1:-1]  # as it would appear inside a JSON string
             body = body.replace(escaped, REDACTED)
     return body
-
-
-def _hint(body: bytes) -> str:
-    try:
-        data = _json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return ""
-    hint = data.get("hint") if isinstance(data, dict) else None
-    return hint if isinstance(hint, str) else ""

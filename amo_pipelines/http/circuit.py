@@ -6,10 +6,11 @@ request only prolongs the trouble, so the first sign of a block opens the circui
 account: every pending and new call fails at once with :class:`AccountBlockedError` and
 nothing is sent until :meth:`CircuitBreaker.reset` or ``cooldown`` seconds pass.
 
-A block is what :func:`~amo_pipelines.errors.is_account_block` says it is (the one rule,
-in :mod:`amo_pipelines.errors`): the HTML 403 page, or a 403 whose body says the account
-or IP is blocked. Any other 403 is a missing permission (a non-admin token), whatever came
-before it, a 429 included: it stays a :class:`ForbiddenError` and the circuit stays closed.
+A block is what :mod:`amo_pipelines.http.problem` reads an answer to be (the one rule; the
+answer then maps to :class:`AccountBlockedError`): the HTML 403 page, or a 403 whose body
+says the account or IP is blocked. Any other 403 is a missing permission (a non-admin
+token), whatever came before it, a 429 included: it stays a :class:`ForbiddenError` and
+the circuit stays closed.
 """
 
 from __future__ import annotations

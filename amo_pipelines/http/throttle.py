@@ -8,7 +8,7 @@ outcome feeds back:
   a default when the server gave none; never longer than ``max_pause``), and its rate is
   cut, to recover gradually. The retry policy then sends the request again.
 * a block (the HTML 403 page, or a 403 saying the account or IP is blocked; the rule is
-  :func:`~amo_pipelines.errors.is_account_block`): the circuit opens; pending and new calls
+  in :mod:`~amo_pipelines.http.problem`): the circuit opens; pending and new calls
   fail at once with :class:`AccountBlockedError`, and nothing more is sent.
 
 Once a request has its slot, it is checked once more before it goes out: the circuit may
@@ -39,17 +39,12 @@ import weakref
 from collections.abc import Callable
 
 from ..budget.limiter import AccountBlockedElsewhereError, RateLimiter, shared_limiter
-from ..errors import (
-    AccountBlockedError,
-    ApiError,
-    RateLimitedError,
-    RequestNotSentError,
-    error_from_response,
-)
+from ..errors import AccountBlockedError, ApiError, RequestNotSentError
 from ..transport.base import Request, Response
 from .chain import CloseGate, Handler
 from .circuit import CircuitBreaker, shared_breaker
 from .clock import SYSTEM_CLOCK, Clock
+from .problem import problem_of
 
 
 class _CircuitOpened(Exception):
@@ -180,12 +175,11 @@ class ThrottlePolicy:
                     gate.landed()
         await limiter.release(hold)
         if response.status == 429:
-            error = error_from_response(request, response)
-            assert isinstance(error, RateLimitedError)
-            pause = error.retry_after if error.retry_after is not None else self.default_pause
+            pause = problem_of(response).retry_after
+            pause = self.default_pause if pause is None else pause
             await limiter.note_429(self.account, min(self.max_pause, pause))
         elif response.status == 403:
-            error = error_from_response(request, response)
+            error = problem_of(response).error(request.method, request.url.path)
             if breaker.is_block(self.account, error):
                 self._open(error)
                 note = f"{error.status} {error.title!r} to {error.method} {error.path}"

@@ -62,6 +62,9 @@ class Response:
     status: int
     headers: Mapping[str, str] = field(factory=dict, converter=_lower_keys)
     body: bytes = b""
+    _problem: object = field(default=None, init=False, eq=False, repr=False)
+    """An error answer as read once (``amo_pipelines.http.problem.problem_of``): a cache
+    derived from the fields above, set on first use, never part of the value."""
 
     @property
     def content_type(self) -> str:
