@@ -24,8 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from itertools import product, repeat
-from operator import itemgetter
 from typing import Any
 
 from attrs import frozen
@@ -33,14 +31,12 @@ from cattrs import Converter
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.preconf.orjson import make_converter as make_orjson_converter
 
+from ._fast import FastStatuses, fast_collection, fast_pipeline
 from .constants import LOST_STATUS_ID, WON_STATUS_ID, DescriptionLevel, StatusColor
 from .inputs import DescriptionInput, NewPipeline, NewStatus, PipelineUpdate, StatusUpdate
 from .models import (
-    _STATUS_TYPES,
-    Deferred,
     Pipeline,
     PipelineCollection,
-    PipelineEmbedded,
     PipelinesEmbedded,
     Status,
     StatusCollection,
@@ -167,389 +163,6 @@ def _strict_self_href(c: Converter) -> Callable[[Any, type], str | None]:
     return structure
 
 
-# --------------------------------------------------------------------------- the fast path
-#
-# Parsing a full account (10,000 statuses, 15,000 descriptions) through the generated
-# hooks spent about 2.5 us per status: a hook call and a type check per field, and attrs'
-# keyword __init__. The hooks below check the JSON types of a well-formed answer inline and
-# fill the slots of the frozen models directly; anything off that track (a missing key, a
-# wrong type, a datetime object) goes to the generated hook, which raises the same error
-# as before or structures the unusual value as before. The two paths build equal models.
-#
-# Descriptions are checked up front, in bulk (their key order and JSON types per list,
-# every date parsed), and structured on first read (models.Deferred).
-
-_new = object.__new__
-_NONE = type(None)
-_DESCRIPTION_FIELDS = tuple(a.name for a in StatusDescription.__attrs_attrs__)
-_DESCRIPTION_TYPES: dict[str, tuple[type, ...]] = {
-    "id": (int,),
-    "account_id": (int,),
-    "pipeline_id": (int,),
-    "status_id": (int,),
-    "level": (str,),
-    "description": (str,),
-    "created_at": (str, _NONE),
-    "updated_at": (str, _NONE),
-    "created_by": (int, _NONE),
-    "updated_by": (int, _NONE),
-}
-_DATES_KEPT = 4096
-# Up to this many descriptions in one answer are made at once (a bulk check and deferral
-# only pay for more: a full pipeline of 97 custom statuses carries 291).
-_MADE_AT_ONCE = 32
-
-
-def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple[Callable[[Any, Any], None], ...]:
-    # The member descriptors' own __set__: frozen attrs classes refuse setattr, and their
-    # __init__ does exactly this, field by field, after binding its arguments by keyword.
-    # (Status.descriptions is wrapped by models._DeferredSlot, which keeps the member.)
-    return tuple(getattr(vars(cls)[name], "slot", vars(cls)[name]).__set__ for name in names)
-
-
-class _Descriptions:
-    """Checks descriptions in bulk (C-level passes over all of a list's descriptions) and
-    makes them on first read. The fast track wants every field present (the API sends
-    them all); any other list is made at once by the generated hook, which raises on a
-    wrong type as before."""
-
-    def __init__(self, generated: Callable[[Any, type], StatusDescription]) -> None:
-        assert set(_DESCRIPTION_TYPES) == set(_DESCRIPTION_FIELDS)
-        self._generated = generated
-        self._row = itemgetter(*_DESCRIPTION_FIELDS)  # values in field order
-        self._good = frozenset(product(*(_DESCRIPTION_TYPES[n] for n in _DESCRIPTION_FIELDS)))
-        self._dated = tuple(
-            itemgetter(_DESCRIPTION_FIELDS.index(n)) for n in ("created_at", "updated_at")
-        )
-        self._dates: dict[str | None, datetime | None] = {None: None}
-        self._set = _slot_setters(StatusDescription, _DESCRIPTION_FIELDS)
-
-    def _date(self, value: str | None) -> datetime | None:
-        """The date of a ``created_at`` / ``updated_at`` value, parsed once per string (the
-        descriptions of one answer share few timestamps)."""
-        if value is None:
-            return None
-        found = self._dates.get(value)
-        if found is None:
-            found = datetime.fromisoformat(value)  # ValueError for a string that is no date
-            if len(self._dates) >= _DATES_KEPT:
-                self._dates.clear()
-                self._dates[None] = None
-            self._dates[value] = found
-        return found
-
-    def check(self, items: list[Any]) -> bool:
-        """Whether every item is a description of the documented JSON types with dates
-        that parse: then :meth:`make` cannot fail on them. The fast track wants every
-        field present (the API sends them all; unknown keys are welcome)."""
-        try:
-            rows = list(map(self._row, items))  # each item's values in field order
-        except (KeyError, TypeError):  # a missing field, or an item that is no object
-            return False
-        if not self._good.issuperset(map(tuple, map(map, repeat(type), rows))):
-            return False
-        try:
-            for dated in self._dated:
-                for value in set(map(dated, rows)):
-                    self._date(value)
-        except ValueError:
-            return False
-        return True
-
-    def make(self, items: list[Any]) -> tuple[StatusDescription, ...]:
-        """The descriptions of checked ``items`` (see :meth:`check`)."""
-        (
-            set_id,
-            set_account_id,
-            set_pipeline_id,
-            set_status_id,
-            set_level,
-            set_description,
-            set_created_at,
-            set_updated_at,
-            set_created_by,
-            set_updated_by,
-        ) = self._set
-        date, dates = self._date, self._dates
-        out = []
-        for row in map(self._row, items):
-            (
-                id_,
-                account_id,
-                pipeline_id,
-                status_id,
-                level,
-                description,
-                created_at,
-                updated_at,
-                created_by,
-                updated_by,
-            ) = row
-            made = _new(StatusDescription)
-            set_id(made, id_)
-            set_account_id(made, account_id)
-            set_pipeline_id(made, pipeline_id)
-            set_status_id(made, status_id)
-            set_level(made, level)
-            set_description(made, description)
-            try:  # parsed by check() already, most likely
-                set_created_at(made, dates[created_at])
-            except KeyError:
-                set_created_at(made, date(created_at))
-            try:
-                set_updated_at(made, dates[updated_at])
-            except KeyError:
-                set_updated_at(made, date(updated_at))
-            set_created_by(made, created_by)
-            set_updated_by(made, updated_by)
-            out.append(made)
-        return tuple(out)
-
-    def made_now(self, items: list[Any]) -> tuple[StatusDescription, ...] | None:
-        """Descriptions made at once, each checked inline; None when one is off the fast
-        track. For a few descriptions this is cheaper than a bulk check and a deferral."""
-        good, row = self._good, self._row
-        try:
-            rows = list(map(row, items))
-        except (KeyError, TypeError):
-            return None
-        for values in rows:
-            if tuple(map(type, values)) not in good:
-                return None
-        try:
-            return self.make(items)
-        except ValueError:  # a date string that is no date
-            return None
-
-    def eager(self, value: Any) -> tuple[StatusDescription, ...] | None:
-        """What the generated hooks make of ``descriptions`` (raising as they do)."""
-        if value is None:
-            return None
-        if type(value) is list:
-            return tuple([self._generated(v, StatusDescription) for v in value])
-        raise TypeError(f"expected a list, got {type(value).__name__}")
-
-
-_STATUS_FIELDS = (
-    "id",
-    "name",
-    "sort",
-    "is_editable",
-    "pipeline_id",
-    "color",
-    "type",
-    "account_id",
-    "request_id",
-    "self_href",
-    "descriptions",
-)
-
-
-def _href(links: Any) -> str | bool | None:
-    """``_links`` -> the self URL, None where there is none, False when off the track."""
-    if links is None:
-        return None
-    if type(links) is not dict:
-        return False
-    link = links.get("self")
-    if link is None:
-        return None
-    if type(link) is not dict:
-        return False
-    href = link.get("href")
-    return href if type(href) is str else False
-
-
-_KNOWN_TYPES = _STATUS_TYPES  # what models._status_type makes of Status.type
-
-
-class _FastStatuses:
-    """Statuses off a list: made inline, their descriptions checked in one go per list."""
-
-    def __init__(
-        self,
-        generated: Callable[[Any, type], Status],
-        description: Callable[[Any, type], StatusDescription],
-    ) -> None:
-        assert tuple(a.name for a in Status.__attrs_attrs__) == _STATUS_FIELDS
-        self._generated = generated
-        self._descriptions = _Descriptions(description)
-        self._set = _slot_setters(Status, _STATUS_FIELDS)
-
-    def one(self, d: Any, cls: type) -> Status:
-        return self.many([d])[0]
-
-    def tuple_of(self, value: Any, _: type) -> tuple[Status, ...]:
-        if type(value) is list:
-            return self.many(value)
-        raise TypeError(f"expected a list, got {type(value).__name__}")
-
-    def many(self, items: list[Any]) -> tuple[Status, ...]:
-        (
-            set_id,
-            set_name,
-            set_sort,
-            set_is_editable,
-            set_pipeline_id,
-            set_color,
-            set_type,
-            set_account_id,
-            set_request_id,
-            set_self_href,
-            set_descriptions,
-        ) = self._set
-        generated, descriptions = self._generated, self._descriptions
-        known, new = _KNOWN_TYPES, _new
-        out: list[Status] = []
-        deferred: list[tuple[Status, list[Any]]] = []
-        for d in items:
-            try:
-                id_ = d["id"]
-                name = d["name"]
-                sort = d["sort"]
-                is_editable = d["is_editable"]
-                pipeline_id = d["pipeline_id"]
-                color = d["color"]
-                type_ = d["type"]
-                account_id = d["account_id"]
-                get = d.get
-            except (KeyError, TypeError, AttributeError):
-                out.append(generated(d, Status))
-                continue
-            request_id = get("request_id")
-            links = get("_links")
-            if type(links) is dict and type(link := links.get("self")) is dict:
-                href = link.get("href")
-                if type(href) is not str:
-                    href = False  # off the track
-            else:
-                href = _href(links)
-            found = get("descriptions")
-            if (
-                type(id_) is not int
-                or type(name) is not str
-                or type(sort) is not int
-                or (is_editable is not True and is_editable is not False)
-                or type(pipeline_id) is not int
-                or type(color) is not str
-                or type(type_) is not int
-                or type(account_id) is not int
-                or (request_id is not None and type(request_id) is not str)
-                or href is False
-                or (found is not None and type(found) is not list)
-                or type(d) is not dict
-            ):
-                out.append(generated(d, Status))
-                continue
-            status = new(Status)
-            set_id(status, id_)
-            set_name(status, name)
-            set_sort(status, sort)
-            set_is_editable(status, is_editable)
-            set_pipeline_id(status, pipeline_id)
-            set_color(status, color)
-            set_type(status, known.get(type_, type_))
-            set_account_id(status, account_id)
-            set_request_id(status, request_id)
-            set_self_href(status, href)
-            if found:
-                set_descriptions(status, Deferred(found, descriptions.make))
-                deferred.append((status, found))
-            else:
-                set_descriptions(status, None if found is None else ())
-            out.append(status)
-        if deferred and not descriptions.check([item for _, found in deferred for item in found]):
-            for status, found in deferred:  # which: each alone, else as generated (raising)
-                if not descriptions.check(found):
-                    set_descriptions(status, descriptions.eager(found))
-        return tuple(out)
-
-
-_PIPELINE_FIELDS = (
-    "id",
-    "name",
-    "sort",
-    "is_main",
-    "is_unsorted_on",
-    "is_archive",
-    "account_id",
-    "request_id",
-    "self_href",
-    "embedded",
-)
-
-
-def _fast_pipeline(
-    generated: Callable[[Any, type], Pipeline], statuses: _FastStatuses
-) -> Callable[[Any, type], Pipeline]:
-    assert tuple(a.name for a in Pipeline.__attrs_attrs__) == _PIPELINE_FIELDS
-    (
-        set_id,
-        set_name,
-        set_sort,
-        set_is_main,
-        set_is_unsorted_on,
-        set_is_archive,
-        set_account_id,
-        set_request_id,
-        set_self_href,
-        set_embedded,
-    ) = _slot_setters(Pipeline, _PIPELINE_FIELDS)
-    (set_statuses,) = _slot_setters(PipelineEmbedded, ("statuses",))
-    no_statuses = PipelineEmbedded()
-
-    def structure(d: Any, cls: type) -> Pipeline:
-        try:
-            id_ = d["id"]
-            name = d["name"]
-            sort = d["sort"]
-            is_main = d["is_main"]
-            is_unsorted_on = d["is_unsorted_on"]
-            account_id = d["account_id"]
-            get = d.get
-        except (KeyError, TypeError, AttributeError):
-            return generated(d, cls)
-        is_archive = get("is_archive", False)
-        request_id = get("request_id")
-        href = _href(get("_links"))
-        embedded = get("_embedded", no_statuses)
-        if (
-            type(id_) is not int
-            or type(name) is not str
-            or type(sort) is not int
-            or (is_main is not True and is_main is not False)
-            or (is_unsorted_on is not True and is_unsorted_on is not False)
-            or (is_archive is not True and is_archive is not False)
-            or type(account_id) is not int
-            or (request_id is not None and type(request_id) is not str)
-            or href is False
-            or type(d) is not dict
-        ):
-            return generated(d, cls)
-        if embedded is not no_statuses:
-            if type(embedded) is not dict or len(embedded) != 1:
-                return generated(d, cls)  # none, something else, or other keys too
-            items = embedded.get("statuses")
-            if type(items) is not list:
-                return generated(d, cls)
-            embedded = _new(PipelineEmbedded)
-            set_statuses(embedded, statuses.many(items))
-        pipeline = _new(Pipeline)
-        set_id(pipeline, id_)
-        set_name(pipeline, name)
-        set_sort(pipeline, sort)
-        set_is_main(pipeline, is_main)
-        set_is_unsorted_on(pipeline, is_unsorted_on)
-        set_is_archive(pipeline, is_archive)
-        set_account_id(pipeline, account_id)
-        set_request_id(pipeline, request_id)
-        set_self_href(pipeline, href)
-        set_embedded(pipeline, embedded)
-        return pipeline
-
-    return structure
-
-
 def make_converter(*, strict: bool = False) -> Converter:
     """A converter for the SDK's models; ``strict`` rejects unknown keys."""
     # Detailed validation (exception groups naming every bad field) costs about a third
@@ -584,7 +197,7 @@ def make_converter(*, strict: bool = False) -> Converter:
     if not strict:
         # The hot path: a hand-written hook per model, falling back to the generated one
         # (which reports the error, or handles the unusual) for anything off its track.
-        statuses = _FastStatuses(status, c.get_structure_hook(StatusDescription))
+        statuses = FastStatuses(status, c.get_structure_hook(StatusDescription))
         c.register_structure_hook(Status, statuses.one)
         c.register_structure_hook_func(
             lambda t: t == tuple[Status, ...],
@@ -599,8 +212,13 @@ def make_converter(*, strict: bool = False) -> Converter:
     )
     c.register_structure_hook(Pipeline, pipeline)
     if not strict:
-        c.register_structure_hook(Pipeline, _fast_pipeline(pipeline, statuses))
+        fast = fast_pipeline(pipeline, statuses)
+        c.register_structure_hook(Pipeline, fast)
         _register_tuple_of(c, Pipeline)
+        items: dict[type, Callable[[Any], tuple[Any, ...]]] = {
+            PipelineCollection: lambda found: tuple([fast(p, Pipeline) for p in found]),
+            StatusCollection: statuses.many,
+        }
     for collection, embedded, key in (
         (PipelineCollection, PipelinesEmbedded, "pipelines"),
         (StatusCollection, StatusesEmbedded, "statuses"),
@@ -615,59 +233,11 @@ def make_converter(*, strict: bool = False) -> Converter:
         )
         c.register_structure_hook(collection, generated)
         if not strict:
-            items = c.get_structure_hook(_ITEMS[collection])
             c.register_structure_hook(
-                collection, _fast_collection(collection, embedded, key, items, generated)
+                collection, fast_collection(collection, embedded, key, items[collection], generated)
             )
     _register_inputs(c)
     return c
-
-
-_ITEMS: dict[type, Any] = {
-    PipelineCollection: tuple[Pipeline, ...],
-    StatusCollection: tuple[Status, ...],
-}
-
-
-def _fast_collection(
-    cls: type[Any],
-    embedded_cls: type[Any],
-    key: str,
-    items: Callable[[Any, Any], tuple[Any, ...]],
-    generated: Callable[[Any, type], Any],
-) -> Callable[[Any, type], Any]:
-    """A collection response: ``_embedded`` holding exactly ``key``, a list."""
-    set_embedded, set_total_items, set_self_href = _slot_setters(
-        cls, ("embedded", "total_items", "self_href")
-    )
-    (set_items,) = _slot_setters(embedded_cls, (key,))
-    assert tuple(a.name for a in cls.__attrs_attrs__) == ("embedded", "total_items", "self_href")
-    item_type = _ITEMS[cls]
-
-    def structure(d: Any, _: type) -> Any:
-        if type(d) is not dict:
-            return generated(d, cls)
-        get = d.get
-        embedded = get("_embedded")
-        total = get("_total_items")
-        href = _href(get("_links"))
-        if (
-            type(embedded) is not dict
-            or len(embedded) != 1
-            or type(found := embedded.get(key)) is not list
-            or (total is not None and type(total) is not int)
-            or href is False
-        ):
-            return generated(d, cls)
-        inner = _new(embedded_cls)
-        set_items(inner, items(found, item_type))
-        out = _new(cls)
-        set_embedded(out, inner)
-        set_total_items(out, total)
-        set_self_href(out, href)
-        return out
-
-    return structure
 
 
 def _register_inputs(c: Converter) -> None:

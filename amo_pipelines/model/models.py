@@ -26,8 +26,19 @@ def _status_type(value: int) -> int:
     return _STATUS_TYPES.get(value, value)
 
 
+class _Model:
+    """The models' base: it holds the weak reference slot, so that a model's own slots
+    follow it directly. A plain class of the same slots on this base then has the model's
+    layout, which lets the converter fill such an object with ordinary (fast) attribute
+    stores and switch its class to the model's (see :func:`builder`): CPython allows
+    ``__class__`` assignment between classes that add the same slots to the same base,
+    and refuses it where ``__weakref__`` comes after the fields (where attrs puts it)."""
+
+    __slots__ = ("__weakref__",)
+
+
 @frozen(kw_only=True)
-class StatusDescription:
+class StatusDescription(_Model):
     """A hint shown to users of one level while a lead sits in a status."""
 
     id: int
@@ -47,7 +58,7 @@ class StatusDescription:
 
 
 @frozen(kw_only=True)
-class Status:
+class Status(_Model):
     """A stage of a pipeline."""
 
     id: int
@@ -92,12 +103,12 @@ class Status:
 
 
 @frozen(kw_only=True)
-class PipelineEmbedded:
+class PipelineEmbedded(_Model):
     statuses: tuple[Status, ...] = ()
 
 
 @frozen(kw_only=True)
-class Pipeline:
+class Pipeline(_Model):
     """A sales pipeline with its statuses (ordered as the API returns them)."""
 
     id: int
@@ -156,12 +167,12 @@ class Pipeline:
 
 
 @frozen(kw_only=True)
-class PipelinesEmbedded:
+class PipelinesEmbedded(_Model):
     pipelines: tuple[Pipeline, ...] = ()
 
 
 @frozen(kw_only=True)
-class PipelineCollection:
+class PipelineCollection(_Model):
     """A collection response of pipelines (list and create)."""
 
     embedded: PipelinesEmbedded
@@ -172,12 +183,12 @@ class PipelineCollection:
 
 
 @frozen(kw_only=True)
-class StatusesEmbedded:
+class StatusesEmbedded(_Model):
     statuses: tuple[Status, ...] = ()
 
 
 @frozen(kw_only=True)
-class StatusCollection:
+class StatusCollection(_Model):
     """A collection response of statuses (list and create)."""
 
     embedded: StatusesEmbedded
@@ -229,6 +240,22 @@ class _DeferredSlot:
 
 
 setattr(Status, "descriptions", _DeferredSlot(Status.__dict__["descriptions"]))  # noqa: B010
+
+
+def builder(cls: type[Any]) -> type[Any]:
+    """A plain slotted class with ``cls``'s layout, for the converter's hot paths.
+
+    A frozen model refuses attribute stores, so its ``__init__`` sets each slot through
+    ``object.__setattr__`` (or, hand-written, the slot's ``__set__``): about 50 ns a field.
+    An object of this class takes ordinary stores (about 10 ns), then becomes a ``cls``
+    by ``obj.__class__ = cls``: 0.2 us for a status instead of 0.56. The object is never
+    seen before its class is switched. Raises ``TypeError`` here, at import, where the
+    interpreter does not allow the switch."""
+    names = tuple(a.name for a in attrs.fields(cls))
+    made = type(f"_{cls.__name__}Builder", (_Model,), {"__slots__": names})
+    probe: Any = object.__new__(made)
+    probe.__class__ = cls
+    return made
 
 
 _Entity = TypeVar("_Entity", Pipeline, Status)
