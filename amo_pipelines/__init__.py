@@ -41,8 +41,10 @@ from .errors import (
     ValidationIssue,
     WrongEventLoopError,
 )
+from .http.chain import Handler, Policy
 from .http.circuit import CircuitBreaker
 from .http.clock import FakeClock
+from .http.config import ClientConfig
 from .http.retry import NO_RETRY, RetryPolicy
 from .http.urls import parse_account_host
 from .model.constants import (
@@ -86,6 +88,7 @@ __all__ = [
     "BatchError",
     "CircuitBreaker",
     "ClientClosedError",
+    "ClientConfig",
     "DescriptionInput",
     "DescriptionLevel",
     "FakeClock",
@@ -93,6 +96,7 @@ __all__ = [
     "FileWindowStore",
     "ForbiddenError",
     "GatewayTimeoutError",
+    "Handler",
     "InMemoryWindowStore",
     "InvalidInputError",
     "Limit",
@@ -106,6 +110,7 @@ __all__ = [
     "PaymentRequiredError",
     "Pipeline",
     "PipelineUpdate",
+    "Policy",
     "RateLimitStoreError",
     "RateLimitedError",
     "RateLimiter",

@@ -1,4 +1,5 @@
-"""``AmoClient``: the entry point that owns the transport and the request pipeline."""
+"""``AmoClient``: the entry point; it owns the transport and the request chain built from
+its :class:`~amo_pipelines.http.config.ClientConfig` (see :mod:`amo_pipelines.http.build`)."""
 
 from __future__ import annotations
 
@@ -9,112 +10,35 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
+from attrs import evolve
 from yarl import URL
 
-from ._version import __version__
-from .auth.oauth import TOKEN_PATH, AuthProvider, LongLivedToken, UsesTokenEndpoint
+from .auth.oauth import AuthProvider, LongLivedToken, UsesTokenEndpoint
 from .budget.limiter import RateLimiter
 from .errors import (
     ClientClosedError,
     InvalidInputError,
-    RequestNotSentError,
     UnexpectedResponseError,
     WrongEventLoopError,
 )
-from .http.chain import (
-    AuthPolicy,
-    CloseGate,
-    Handler,
-    LoggingPolicy,
-    Policy,
-    chain,
-    current_attempt,
-)
+from .http.build import ClosingClock, TokenRoute, account_key, build_chain
+from .http.chain import AuthPolicy, CloseGate, Policy
 from .http.circuit import CircuitBreaker
-from .http.clock import SYSTEM_CLOCK, Clock
+from .http.clock import Clock
+from .http.config import ClientConfig
 from .http.problem import problem_of
 from .http.retry import RetryPolicy
 from .http.throttle import ThrottlePolicy
 from .http.urls import account_url, check_path
 from .model import _json
-from .model.constants import RECOMMENDED_BATCH_SIZE
 from .model.converter import converter
-from .model.inputs import check_seconds
 from .resources.batch import Batches, BatchStopPolicy, OnAmbiguous, encode_json
 from .resources.pipelines import PipelinesAPI
 from .resources.statuses import StatusesAPI
 from .transport.aiohttp import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport
 from .transport.base import Request, Response, Transport, sealed_headers
 
-USER_AGENT = f"amo_pipelines/{__version__}"
-# Sealed once: every request takes them as they are, without a copy.
-_HEADERS = sealed_headers(
-    {
-        "accept": "application/hal+json, application/problem+json, application/json",
-        "user-agent": USER_AGENT,
-    }
-)
-_JSON_HEADERS = sealed_headers({**_HEADERS, "content-type": "application/json"})
 T = TypeVar("T")
-
-
-class _TokenEndpoint:
-    """The client's route to its account's ``/oauth2/access_token`` for the auth provider.
-
-    It goes through the client's transport and the DEBUG request log (never with bodies),
-    but not through the retry, auth and throttle policies (see :mod:`amo_pipelines.auth.oauth`).
-    Only a request that certainly was not sent is tried again, once, after the retry
-    policy's backoff: resending a refresh that may have been processed would present a
-    spent refresh token. (A request waiting for the token has its own retries on top.)
-    """
-
-    ATTEMPTS = 2
-
-    def __init__(self, client: AmoClient) -> None:
-        self.origin = client.base_url
-        self.url = client.base_url.with_path(TOKEN_PATH)
-        self._send: Handler = chain([LoggingPolicy()], client._transport)
-        self._retry = client.retry
-        self._clock = client.clock
-        self._gate = client._gate
-        self._bind_loop = client._bind_loop
-
-    def __repr__(self) -> str:
-        return f"TokenEndpoint({str(self.url)!r})"
-
-    @property
-    def closing(self) -> bool:
-        """The client is closing: a provider shared with other clients uses theirs."""
-        return self._gate.closed
-
-    async def post(self, payload: Mapping[str, str]) -> Response:
-        self._bind_loop()
-        request = Request(
-            method="POST",
-            url=self.url,
-            headers={
-                "accept": "application/json",
-                "content-type": "application/json",
-                "user-agent": USER_AGENT,
-            },
-            body=_json.dumps(dict(payload)),
-        )
-        attempt = 1
-        while True:
-            marker = current_attempt.set(attempt)
-            try:
-                return await self._send(request)
-            except RequestNotSentError as e:
-                # Not sent: a closing client does not try again (nor wait to).
-                if attempt >= min(self.ATTEMPTS, self._retry.max_attempts) or self._gate.closed:
-                    raise
-                failure = e
-            finally:
-                current_attempt.reset(marker)
-            await self._gate.sleep(self._clock, self._retry.backoff_for(attempt))
-            if self._gate.closed:
-                raise failure
-            attempt += 1
 
 
 class AmoClient:
@@ -141,9 +65,22 @@ class AmoClient:
     ambiguous failure before it sends again what the server does not show; by default
     twice the transport's total timeout, 120 s where it has none) shape batch creates.
     ``clock`` drives every wait: retries, batch pauses and, unless you pass your own, the
-    rate limiter and circuit breaker (a client on a :class:`~amo_pipelines.http.clock.FakeClock`
+    rate limiter and circuit breaker (a client on a :class:`~amo_pipelines.FakeClock`
     gets ones on that clock, shared with the clients of the same loop and clock, never the
-    system-clock ones).
+    system-clock ones). ``user_agent`` is sent with every request.
+
+    These keyword arguments fill a :class:`~amo_pipelines.ClientConfig`, validated once;
+    ``config=`` passes a whole one instead (the keyword arguments given as well replace
+    its fields). ``amo.config`` is the one in use.
+
+    ``policies``: your own :class:`~amo_pipelines.Policy` objects (``async def
+    send(request, next)``), in order, outermost first. They sit inside the rate limiter:
+    each runs once per attempt that goes on the wire (retries and the resend after a 401
+    included), after the attempt got its rate-limit slot and its ``Authorization`` header,
+    and sees the :class:`~amo_pipelines.Response` as the server answered (any status, before
+    it becomes an exception) or the transport's exception. A policy that raises
+    :class:`~amo_pipelines.RequestNotSentError` without calling ``next`` gives the slot back.
+    They never see the OAuth token endpoint's traffic (its bodies are credentials).
 
     A client belongs to the event loop that first uses it; from another loop (a second
     ``asyncio.run()``) it raises :class:`~amo_pipelines.errors.WrongEventLoopError` and
@@ -161,92 +98,103 @@ class AmoClient:
         auth: AuthProvider | None = None,
         transport: Transport | None = None,
         session: aiohttp.ClientSession | None = None,
+        config: ClientConfig | None = None,
         timeout: aiohttp.ClientTimeout | float | None = None,
         max_response_bytes: int | None = None,
-        log_bodies: bool = False,
+        log_bodies: bool | None = None,
         rate_limiter: RateLimiter | None = None,
         circuit_breaker: CircuitBreaker | None = None,
         retry: RetryPolicy | None = None,
-        batch_size: int = RECOMMENDED_BATCH_SIZE,
-        on_ambiguous: OnAmbiguous = "reconcile",
+        batch_size: int | None = None,
+        on_ambiguous: OnAmbiguous | None = None,
         reconcile_wait: float | None = None,
-        clock: Clock = SYSTEM_CLOCK,
+        clock: Clock | None = None,
+        user_agent: str | None = None,
+        policies: Sequence[Policy] | None = None,
     ) -> None:
         self.base_url = account_url(base_url=base_url, subdomain=subdomain, domain=domain)
-        if (access_token is None) == (auth is None):
-            raise InvalidInputError("give either access_token or auth", field="access_token")
-        if auth is not None and not isinstance(auth, AuthProvider):
-            raise InvalidInputError(
-                "must be an AuthProvider, such as OAuth2 or LongLivedToken", field="auth"
-            )
-        self._auth: AuthProvider = auth or LongLivedToken(access_token)  # type: ignore[arg-type]
-        if transport is not None and (
-            session is not None or timeout is not None or max_response_bytes is not None
-        ):
-            raise InvalidInputError(
-                "session, timeout and max_response_bytes configure the default transport; "
-                "configure your own transport instead",
-                field="transport",
-            )
-        self._owns_transport = transport is None
-        self._transport: Transport = transport or AiohttpTransport(
-            session=session,
+        self._auth = _provider(access_token, auth)
+        if clock is None and config is None and isinstance(retry, RetryPolicy):
+            clock = retry.clock  # a retry policy on a FakeClock puts the client on it
+        config = _configure(
+            config,
             timeout=timeout,
-            max_response_bytes=(
-                DEFAULT_MAX_RESPONSE_BYTES if max_response_bytes is None else max_response_bytes
-            ),
+            max_response_bytes=max_response_bytes,
+            log_bodies=log_bodies,
+            rate_limiter=rate_limiter,
+            circuit_breaker=circuit_breaker,
+            retry=retry,
+            batch_size=batch_size,
+            on_ambiguous=on_ambiguous,
+            reconcile_wait=reconcile_wait,
+            clock=clock,
+            user_agent=user_agent,
+            policies=policies,
         )
-        self.clock = clock
-        self.retry = retry or RetryPolicy(clock=clock)
+        self.config = config
+        self._owns_transport = transport is None
+        self._transport = _transport(config, transport, session)
         self._gate = CloseGate()
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None  # the one that first used it
         auth_policy = AuthPolicy(self._auth, self.base_url)
-        self.throttle = ThrottlePolicy(
-            # The account's budget is keyed by its origin's host (and port, where one is
-            # given: two emulators on 127.0.0.1 are two accounts).
-            account=(
-                self.base_url.host or ""
-                if self.base_url.explicit_port is None
-                else f"{self.base_url.host}:{self.base_url.explicit_port}"
-            ),
+        self._throttle = ThrottlePolicy(
+            account=account_key(self.base_url),
             integration=self._auth.fingerprint,
-            limiter=rate_limiter,
-            breaker=circuit_breaker,
+            limiter=config.rate_limiter,
+            breaker=config.circuit_breaker,
             # Without a limiter or breaker of its own, a client on another clock (a
             # FakeClock) gets defaults driven by that clock, not the shared ones.
-            clock=clock,
+            clock=config.clock,
             gate=self._gate,
             check=auth_policy.check,
         )
+        self._handler = build_chain(
+            config,
+            self._transport,
+            gate=self._gate,
+            retry=config.retry,
+            # Auth outside the throttle: waiting for a token refresh holds no rate-limit slot.
+            guards=(auth_policy, self._throttle, BatchStopPolicy(), *config.policies),
+        )
+        self._headers = sealed_headers(
+            {
+                "accept": "application/hal+json, application/problem+json, application/json",
+                "user-agent": config.user_agent,
+            }
+        )
+        # Sealed once: every request takes them as they are, without a copy.
+        self._json_headers = sealed_headers({**self._headers, "content-type": "application/json"})
         self.pipelines = PipelinesAPI(self)
         self.statuses = StatusesAPI(self)
         self._batches = Batches(
-            batch_size=batch_size,
-            on_ambiguous=on_ambiguous,
-            reconcile_wait=_reconcile_wait(reconcile_wait, self._transport),
-            max_rounds=self.retry.max_attempts,
-            backoff=self.retry.backoff_for,
-            clock=_ClosingClock(clock, self._gate),
+            batch_size=config.batch_size,
+            on_ambiguous=config.on_ambiguous,
+            reconcile_wait=_reconcile_wait(config.reconcile_wait, self._transport),
+            max_rounds=config.retry.max_attempts,
+            backoff=config.retry.backoff_for,
+            clock=ClosingClock(config.clock, self._gate),
             list_pipelines=self.pipelines.list,
         )
-        self._policies: list[Policy] = [
-            _Gated(self.retry, self._gate),
-            # Outside the throttle: waiting for a token refresh holds no rate-limit slot.
-            auth_policy,
-            self.throttle,
-            BatchStopPolicy(),
-            LoggingPolicy(log_bodies=log_bodies),
-        ]
-        self._handler = chain(self._policies, self._transport)
-        self._token_endpoint: _TokenEndpoint | None = None
+        self._token_route: TokenRoute | None = None
         if isinstance(self._auth, UsesTokenEndpoint):
-            self._token_endpoint = _TokenEndpoint(self)
-            self._auth.attach(self._token_endpoint)
+            self._token_route = TokenRoute(
+                config,
+                self._transport,
+                origin=self.base_url,
+                gate=self._gate,
+                bind_loop=self._bind_loop,
+            )
+            self._auth.attach(self._token_route)
         # The same few URLs come up again and again: reusing the URL object skips
         # rebuilding it and keeps the values yarl caches on it (host, origin, path and
         # query strings) warm for aiohttp.
         self._url = functools.lru_cache(maxsize=1024)(self._build_url)
+
+    @property
+    def clock(self) -> Clock:
+        """What every wait of this client runs on (``config.clock``)."""
+        return self.config.clock
 
     @property
     def batch_size(self) -> int:
@@ -260,11 +208,13 @@ class AmoClient:
 
     @property
     def rate_limiter(self) -> RateLimiter:
-        return self.throttle.limiter
+        """The limiter this client's requests take their slots from."""
+        return self._throttle.limiter
 
     @property
     def circuit_breaker(self) -> CircuitBreaker:
-        return self.throttle.breaker
+        """The breaker that stops this client's requests once the account is blocked."""
+        return self._throttle.breaker
 
     def __repr__(self) -> str:
         return f"AmoClient({str(self.base_url)!r})"
@@ -298,11 +248,11 @@ class AmoClient:
             return
         self._closed = True
         self._gate.close()  # wakes backoffs; the throttle lets nothing more through
-        self.throttle.close()  # fails this client's calls queued at the limiter
+        self._throttle.close()  # fails this client's calls queued at the limiter
         await self._gate.drained()
-        if self._token_endpoint is not None and isinstance(self._auth, UsesTokenEndpoint):
+        if self._token_route is not None and isinstance(self._auth, UsesTokenEndpoint):
             # A refresh in flight lands (and is saved) before the transport goes away.
-            await self._auth.detach(self._token_endpoint)
+            await self._auth.detach(self._token_route)
         if self._owns_transport:
             await self._transport.aclose()
 
@@ -345,11 +295,11 @@ class AmoClient:
             raise ClientClosedError("this AmoClient is closed")
         if asyncio.get_running_loop() is not self._loop:
             self._bind_loop()
-        headers = _HEADERS
+        headers = self._headers
         if json is not None:
             body = encode_json(json, "json")
         if body is not None:
-            headers = _JSON_HEADERS
+            headers = self._json_headers
         try:
             url = self._url(path, tuple(query.items()) if query else ())
         except TypeError:  # an unhashable query value (a list of values): build it afresh
@@ -399,37 +349,56 @@ class AmoClient:
             raise _unexpected(response, method, path, detail) from e
 
 
-def _reconcile_wait(value: object, transport: Transport) -> float:
+def _configure(config: ClientConfig | None, **fields: Any) -> ClientConfig:
+    """``config`` (default: the defaults) with the fields given (not ``None``) replaced."""
+    given = {name: value for name, value in fields.items() if value is not None}
+    if config is None:
+        return ClientConfig(**given)
+    if not isinstance(config, ClientConfig):
+        raise InvalidInputError("must be a ClientConfig", field="config")
+    return evolve(config, **given) if given else config  # evolve validates again
+
+
+def _provider(access_token: str | None, auth: AuthProvider | None) -> AuthProvider:
+    if (access_token is None) == (auth is None):
+        raise InvalidInputError("give either access_token or auth", field="access_token")
+    if auth is None:
+        return LongLivedToken(access_token)  # type: ignore[arg-type]
+    if not isinstance(auth, AuthProvider):
+        raise InvalidInputError(
+            "must be an AuthProvider, such as OAuth2 or LongLivedToken", field="auth"
+        )
+    return auth
+
+
+def _transport(
+    config: ClientConfig, transport: Transport | None, session: aiohttp.ClientSession | None
+) -> Transport:
+    if transport is None:
+        return AiohttpTransport(
+            session=session,
+            timeout=config.timeout,
+            max_response_bytes=(
+                DEFAULT_MAX_RESPONSE_BYTES
+                if config.max_response_bytes is None
+                else config.max_response_bytes
+            ),
+        )
+    if session is not None or config.timeout is not None or config.max_response_bytes is not None:
+        raise InvalidInputError(
+            "session, timeout and max_response_bytes configure the default transport; "
+            "configure your own transport instead",
+            field="transport",
+        )
+    return transport
+
+
+def _reconcile_wait(value: float | None, transport: Transport) -> float:
     """The processing horizon batch creates wait out before resending (see ``_batch``)."""
     if value is None:
         total = getattr(getattr(transport, "timeout", None), "total", None)
         return 2.0 * total if isinstance(total, (int, float)) and total > 0 else 120.0
-    return check_seconds(value, "reconcile_wait")
-
-
-class _ClosingClock:
-    """The client's clock as its batch creates wait on it: a wait ends when the client
-    closes (their next request then fails with :class:`ClientClosedError`)."""
-
-    __slots__ = ("_clock", "_gate", "now")
-
-    def __init__(self, clock: Clock, gate: CloseGate) -> None:
-        self._clock = clock
-        self._gate = gate
-        self.now = clock.now
-
-    async def sleep(self, seconds: float) -> None:
-        await self._gate.sleep(self._clock, seconds)
-
-
-class _Gated:
-    """A retry policy as one client runs it: bound to that client's :class:`CloseGate`
-    (the policy itself may be shared between clients)."""
-
-    __slots__ = ("send",)
-
-    def __init__(self, retry: RetryPolicy, gate: CloseGate) -> None:
-        self.send = functools.partial(retry.send, gate=gate)
+    return value
 
 
 def _unexpected(response: Response, method: str, path: str, detail: str) -> UnexpectedResponseError:

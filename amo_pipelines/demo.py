@@ -26,6 +26,7 @@ from . import (
     BatchError,
     DescriptionInput,
     DescriptionLevel,
+    Handler,
     NewPipeline,
     NewStatus,
     Pipeline,
@@ -35,7 +36,7 @@ from . import (
     __version__,
 )
 from .model.constants import MAX_CUSTOM_STATUSES_PER_PIPELINE, MAX_PIPELINES_PER_ACCOUNT
-from .transport import AiohttpTransport, Request, Response
+from .transport import Request, Response
 
 PALETTE = list(StatusColor)
 
@@ -44,17 +45,17 @@ class DemoError(Exception):
     """The demo can not start (e.g. a base URL without a token)."""
 
 
-class CountingTransport(AiohttpTransport):
-    """The default transport, counting requests and response statuses for the report."""
+class CountingPolicy:
+    """Counts every attempt the client puts on the wire, by response status (a
+    :class:`~amo_pipelines.Policy`: ``AmoClient(policies=[...])``), for the report."""
 
     def __init__(self) -> None:
-        super().__init__()
         self.statuses: Counter[int] = Counter()
         self.failures = 0
 
-    async def send(self, request: Request) -> Response:
+    async def send(self, request: Request, next: Handler) -> Response:
         try:
-            response = await super().send(request)
+            response = await next(request)
         except Exception:
             self.failures += 1
             raise
@@ -242,22 +243,19 @@ async def demo(
     async with _target(base_url, token) as (url, bearer):
         target = url if base_url else f"the embedded emulator at {url}"
         say(f"demo against {target}")
-        transport = CountingTransport()
-        try:
-            async with AmoClient(base_url=url, access_token=bearer, transport=transport) as amo:
-                started = time.perf_counter()
-                report = await run_job(
-                    amo,
-                    pipelines=pipelines,
-                    statuses=statuses,
-                    run_id=f"{os.getpid()}",
-                    say=say,
-                )
-                report.seconds = time.perf_counter() - started
-        finally:
-            await transport.aclose()
-        report.responses = transport.statuses
-        report.transport_failures = transport.failures
+        counter = CountingPolicy()
+        async with AmoClient(base_url=url, access_token=bearer, policies=[counter]) as amo:
+            started = time.perf_counter()
+            report = await run_job(
+                amo,
+                pipelines=pipelines,
+                statuses=statuses,
+                run_id=f"{os.getpid()}",
+                say=say,
+            )
+            report.seconds = time.perf_counter() - started
+        report.responses = counter.statuses
+        report.transport_failures = counter.failures
         print(report.render(target), file=out)
     return report
 

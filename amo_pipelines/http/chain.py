@@ -45,6 +45,12 @@ policy sets it, the logging policy reports it."""
 
 
 class Policy(Protocol):
+    """One behaviour around sending: ``send`` gets the request and ``next``, the rest of the
+    chain, and returns its response (or raises). Requests and responses are frozen values:
+    to change one, pass ``attrs.evolve(request, ...)`` on. A policy may also offer
+    ``wrap(next) -> Handler``, which :func:`chain` prefers: a handler with no coroutine
+    frame of its own for the requests it only hands on."""
+
     async def send(self, request: Request, next: Handler) -> Response: ...
 
 

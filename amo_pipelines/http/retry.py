@@ -67,6 +67,12 @@ class RetryPolicy:
         self._clock = clock
         self._random = random_source
 
+    @property
+    def clock(self) -> Clock:
+        """What the backoff waits on when the policy runs on its own; a client's chain
+        waits on the client's clock instead."""
+        return self._clock
+
     def backoff_for(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
         ceiling = min(self.max_backoff, self.backoff * 2.0 ** (attempt - 1))
@@ -104,12 +110,19 @@ class RetryPolicy:
         return None
 
     async def send(
-        self, request: Request, next: Handler, *, gate: CloseGate | None = None
+        self,
+        request: Request,
+        next: Handler,
+        *,
+        gate: CloseGate | None = None,
+        clock: Clock | None = None,
     ) -> Response:
         """Send ``request`` through ``next``, again as :meth:`delay_for` says. ``gate``: the
         client's; once it closes, nothing is retried and the backoff ends at once, with
         :class:`ClientClosedError` (only outcomes that were to be retried, so harmless to
-        send again, are replaced by it)."""
+        send again, are replaced by it). ``clock``: what the backoff waits on (default:
+        the policy's own)."""
+        clock = self._clock if clock is None else clock
         attempt = 1
         maybe_done = False  # an earlier attempt may have been processed
         while True:
@@ -148,16 +161,63 @@ class RetryPolicy:
                 delay,
             )
             if gate is None:
-                await self._clock.sleep(delay)
+                await clock.sleep(delay)
             else:
-                await gate.sleep(self._clock, delay)
+                await gate.sleep(clock, delay)
                 if gate.closed:
-                    raise ClientClosedError(
-                        f"the AmoClient was closed: {request.method} {request.url.path} was "
-                        f"not sent again (attempt {attempt}: {outcome})"
-                    ) from failure
+                    raise self._closed(request, attempt, outcome, failure)
             attempt += 1
+
+    def _closed(
+        self, request: Request, attempt: int, outcome: str, failure: AmoError | None
+    ) -> BaseException:
+        """What a call gets when its client closed during the backoff (``failure``: the
+        outcome that was to be retried, if an exception)."""
+        error = ClientClosedError(
+            f"the AmoClient was closed: {request.method} {request.url.path} was "
+            f"not sent again (attempt {attempt}: {outcome})"
+        )
+        error.__cause__ = failure  # as ``raise error from failure``
+        error.__suppress_context__ = True
+        return error
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)
 """Send every request exactly once."""
+
+
+class NotSentOnly(RetryPolicy):
+    """The token endpoint's retry: only a request that certainly was not sent
+    (:class:`RequestNotSentError`) is tried again, once, after ``retry``'s backoff.
+
+    Resending a refresh that may have been processed would present a spent refresh token,
+    so nothing else is retried (a request waiting for the token has its own retries on
+    top). A client closing during the backoff ends it with the not-sent failure itself.
+    """
+
+    ATTEMPTS = 2
+
+    def __init__(self, retry: RetryPolicy) -> None:
+        super().__init__(max_attempts=min(self.ATTEMPTS, retry.max_attempts), clock=retry.clock)
+        self._base = retry
+
+    def backoff_for(self, attempt: int) -> float:
+        return self._base.backoff_for(attempt)
+
+    def delay_for(
+        self,
+        *,
+        request: Request,
+        attempt: int,
+        response: Response | None = None,
+        error: BaseException | None = None,
+    ) -> float | None:
+        if attempt >= self.max_attempts or not isinstance(error, RequestNotSentError):
+            return None
+        return self.backoff_for(attempt)
+
+    def _closed(
+        self, request: Request, attempt: int, outcome: str, failure: AmoError | None
+    ) -> BaseException:
+        assert failure is not None  # only a RequestNotSentError is retried
+        return failure

@@ -1,0 +1,119 @@
+"""The one place a client's request chains are built, from its :class:`ClientConfig`.
+
+A client has two chains over the same transport, both built by :func:`build_chain`:
+
+* the API chain: retry (outermost; bound to the client's :class:`CloseGate`, waiting on
+  the config's clock), auth, the throttle (rate-limit grant, circuit breaker, 429 pause),
+  the batch stop check, the user's ``policies``, the DEBUG request log, the transport;
+* the token chain (:class:`TokenRoute`, for an OAuth provider): a retry of what certainly
+  was not sent (:class:`~amo_pipelines.http.retry.NotSentOnly`), the DEBUG request log
+  (never with bodies there), the transport. No auth, no rate limiter (see
+  :mod:`amo_pipelines.auth.oauth`), and none of the user's policies: its bodies are
+  credentials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+
+from yarl import URL
+
+from ..auth.oauth import TOKEN_PATH
+from ..model import _json
+from ..transport.base import Request, Response, Transport, sealed_headers
+from .chain import CloseGate, Handler, LoggingPolicy, Policy, chain
+from .clock import Clock
+from .config import ClientConfig
+from .retry import NotSentOnly, RetryPolicy
+
+
+def build_chain(
+    config: ClientConfig,
+    transport: Transport,
+    *,
+    gate: CloseGate,
+    retry: RetryPolicy,
+    guards: Sequence[Policy] = (),
+) -> Handler:
+    """``retry`` (bound to ``gate``, waiting on ``config.clock``), then ``guards`` in
+    order, then the DEBUG request log, then ``transport``."""
+    return chain(
+        [_Gated(retry, gate, config.clock), *guards, LoggingPolicy(log_bodies=config.log_bodies)],
+        transport,
+    )
+
+
+def account_key(url: URL) -> str:
+    """The key of an account's rate budget and circuit: its origin's host, and port where
+    one is given (two emulators on 127.0.0.1 are two accounts)."""
+    host = url.host or ""
+    return host if url.explicit_port is None else f"{host}:{url.explicit_port}"
+
+
+class _Gated:
+    """A retry policy as one client runs it: bound to that client's :class:`CloseGate`
+    and clock (the policy itself may be shared between clients)."""
+
+    __slots__ = ("send",)
+
+    def __init__(self, retry: RetryPolicy, gate: CloseGate, clock: Clock) -> None:
+        self.send = partial(retry.send, gate=gate, clock=clock)
+
+
+class ClosingClock:
+    """A client's clock as its batch creates wait on it: a wait ends when the client
+    closes (their next request then fails with :class:`ClientClosedError`)."""
+
+    __slots__ = ("_clock", "_gate", "now")
+
+    def __init__(self, clock: Clock, gate: CloseGate) -> None:
+        self._clock = clock
+        self._gate = gate
+        self.now = clock.now
+
+    async def sleep(self, seconds: float) -> None:
+        await self._gate.sleep(self._clock, seconds)
+
+
+class TokenRoute:
+    """A client's route to its account's ``/oauth2/access_token``, as it offers it to its
+    auth provider (:class:`~amo_pipelines.auth.oauth.TokenEndpoint`): the token chain
+    (see the module docstring) over the client's transport."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        transport: Transport,
+        *,
+        origin: URL,
+        gate: CloseGate,
+        bind_loop: Callable[[], None],
+    ) -> None:
+        self.origin = origin
+        self.url = origin.with_path(TOKEN_PATH)
+        self._send = build_chain(config, transport, gate=gate, retry=NotSentOnly(config.retry))
+        self._gate = gate
+        self._bind_loop = bind_loop
+        self._headers = sealed_headers(
+            {
+                "accept": "application/json",
+                "content-type": "application/json",
+                "user-agent": config.user_agent,
+            }
+        )
+
+    def __repr__(self) -> str:
+        return f"TokenEndpoint({str(self.url)!r})"
+
+    @property
+    def closing(self) -> bool:
+        """The client is closing: a provider shared with other clients uses theirs."""
+        return self._gate.closed
+
+    async def post(self, payload: Mapping[str, str]) -> Response:
+        self._bind_loop()
+        body = _json.dumps(dict(payload))
+        return await self._send(
+            Request(method="POST", url=self.url, headers=self._headers, body=body)
+        )
