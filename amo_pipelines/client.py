@@ -13,7 +13,7 @@ import aiohttp
 from attrs import evolve
 from yarl import URL
 
-from .auth.oauth import AuthProvider, LongLivedToken, UsesTokenEndpoint
+from .auth.providers import AuthProvider, LongLivedToken, UsesTokenEndpoint
 from .budget.limiter import RateLimiter
 from .errors import (
     ClientClosedError,

@@ -1,9 +1,9 @@
-"""Authentication providers: they put the bearer token on requests.
+"""OAuth 2.0 for an integration: the authorization-code grant, then refresh-token rotation,
+kept in a :class:`~amo_pipelines.auth.tokens.TokenStore`.
 
-* :class:`LongLivedToken`: a fixed token (a private integration's long-lived token, or any
-  access token you manage yourself). ``AmoClient(access_token=...)`` is a shortcut for it.
-* :class:`OAuth2`: the authorization-code grant, then refresh-token rotation, kept in a
-  :class:`~amo_pipelines.auth.tokens.TokenStore`.
+The provider protocols and :class:`LongLivedToken` (a fixed token) are in
+:mod:`amo_pipelines.auth.providers` (importable from here too); one exchange with the token
+endpoint is :mod:`amo_pipelines.auth.grant`.
 
 A provider never exposes a secret through ``repr``/``str``, logs or exception messages; the
 access token only ever lives in the ``Authorization`` header of requests bound for the
@@ -13,12 +13,13 @@ How OAuth2 reaches the token endpoint
 -------------------------------------
 The provider has no transport of its own. The :class:`~amo_pipelines.AmoClient` it is given
 to hands it a :class:`TokenEndpoint`: ``POST {account origin}/oauth2/access_token`` through
-the *client's transport* and its DEBUG request log, but **not** through the retry, auth or
-throttle policies. Requests that need a token wait for the refresh *before* they take a
-rate-limit slot, so a refresh that had to queue for a slot could wait for itself; and a
-refresh is one request per day per integration, not load worth budgeting. A refresh is
-retried only when it certainly was not sent (:class:`~amo_pipelines.RequestNotSentError`):
-resending one that may have been processed would present an already-used refresh token.
+the *client's transport* and its DEBUG request log, but **not** through its API retry, auth,
+throttle or user policies (the token chain of :mod:`amo_pipelines.http.build`). Requests
+that need a token wait for the refresh *before* they take a rate-limit slot, so a refresh
+that had to queue for a slot could wait for itself; and a refresh is one request per day
+per integration, not load worth budgeting. A refresh is retried only when it certainly
+was not sent (:class:`~amo_pipelines.RequestNotSentError`): resending one that may have
+been processed would present an already-used refresh token.
 
 Single flight, rotation, revocation
 -----------------------------------
@@ -43,27 +44,32 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Coroutine, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from attrs import evolve
 from yarl import URL
 
 from ..errors import (
-    ApiError,
     AuthorizationRequiredError,
     ClientClosedError,
     InvalidInputError,
     TokenRevokedError,
-    UnexpectedResponseError,
 )
 from ..http.clock import Clock
-from ..http.problem import read_problem
-from ..model import _json
 from ..model.inputs import check_seconds, check_text
 from ..transport.base import Request, Response
+from .grant import Refused, post_grant
+from .providers import (
+    TOKEN_PATH,
+    AuthProvider,
+    KnowsTokenDue,
+    LongLivedToken,
+    TokenEndpoint,
+    UsesTokenEndpoint,
+)
 from .tokens import WALL_CLOCK, MemoryTokenStore, TokenSet, TokenStore, check_token, fingerprint
 
 __all__ = [
+    "TOKEN_PATH",
     "AuthProvider",
     "KnowsTokenDue",
     "LongLivedToken",
@@ -75,95 +81,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("amo_pipelines")
-
-TOKEN_PATH = "/oauth2/access_token"
-REDACTED = b"<redacted>"
-
-
-@runtime_checkable
-class AuthProvider(Protocol):
-    async def token(self) -> str:
-        """The access token to send now (refreshing first if the provider can)."""
-        ...
-
-    async def on_unauthorized(self, request: Request, response: Response) -> bool:
-        """A 401 came back for ``request`` (as sent, ``Authorization`` header included);
-        return True to have it sent once more with a new ``token()``."""
-        ...
-
-    @property
-    def fingerprint(self) -> str:
-        """A stable, non-secret id of the integration, for rate-limit keys and logs."""
-        ...
-
-
-@runtime_checkable
-class KnowsTokenDue(Protocol):
-    """A provider whose token falls due: it can say, without waiting, whether the token it
-    would send is still good to send. The client asks once more when a request has waited
-    for its rate-limit slot, so that no request carries a token past the moment the
-    provider (or another process sharing its store) replaces it."""
-
-    def ready_token(self) -> str | None:
-        """The access token to send right now, or None if it is due for a refresh."""
-        ...
-
-
-@runtime_checkable
-class TokenEndpoint(Protocol):
-    """The account's OAuth token endpoint, as an :class:`~amo_pipelines.AmoClient` offers it to
-    its provider (see the module docstring for the route it takes)."""
-
-    @property
-    def origin(self) -> URL:
-        """The account's origin, e.g. ``https://example.amocrm.ru``."""
-        ...
-
-    async def post(self, payload: Mapping[str, str]) -> Response:
-        """POST ``payload`` as JSON to ``/oauth2/access_token``; any status comes back as a
-        response, transport failures raise."""
-        ...
-
-
-@runtime_checkable
-class UsesTokenEndpoint(Protocol):
-    """A provider that talks to the token endpoint. The client calls ``attach`` when it is
-    created and ``detach`` (which waits for a refresh in flight) when it closes."""
-
-    def attach(self, endpoint: TokenEndpoint) -> None: ...
-
-    async def detach(self, endpoint: TokenEndpoint) -> None: ...
-
-
-class LongLivedToken:
-    """A fixed access token: a private integration's long-lived token, or any bearer token."""
-
-    def __init__(self, token: str) -> None:
-        check_token(token, "access_token")
-        self._token = token
-        self._fingerprint = fingerprint(token)
-
-    async def token(self) -> str:
-        return self._token
-
-    async def on_unauthorized(self, request: Request, response: Response) -> bool:
-        return False
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    def __repr__(self) -> str:
-        return f"LongLivedToken(<redacted {self._fingerprint}>)"
-
-
-class _Refused(Exception):
-    """The token endpoint refused a refresh token (401); carries the error to report."""
-
-    def __init__(self, error: ApiError, hint: str) -> None:
-        super().__init__(error.status)
-        self.error = error
-        self.hint = hint
 
 
 def _bearer(request: Request) -> str:
@@ -383,7 +300,7 @@ class OAuth2:
                 raise TokenRevokedError(hint="refused earlier")
             try:
                 new = await self._refresh_with(base)
-            except _Refused as refused:
+            except Refused as refused:
                 other = await self._reload_after(base)
                 if other is None:
                     raise self._revoked(refused) from None
@@ -391,7 +308,7 @@ class OAuth2:
                     return self._adopt(other, "rotated by another process")
                 try:
                     new = await self._refresh_with(other)
-                except _Refused as again:
+                except Refused as again:
                     raise self._revoked(again) from None
             return await self._commit(new)
 
@@ -436,7 +353,7 @@ class OAuth2:
                 break
         return None
 
-    def _revoked(self, refused: _Refused) -> TokenRevokedError:
+    def _revoked(self, refused: Refused) -> TokenRevokedError:
         error = refused.error
         logger.warning(
             "OAuth2 %s: the refresh token was refused (%s); re-authorization needed",
@@ -473,7 +390,7 @@ class OAuth2:
                 {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token},
                 secrets=(tokens.refresh_token, tokens.access_token),
             )
-        except _Refused:
+        except Refused:
             self._refused.add(fingerprint(tokens.refresh_token))
             raise
 
@@ -485,49 +402,13 @@ class OAuth2:
             **grant,
             "redirect_uri": self.redirect_uri,
         }
-        sent_at = self.clock.now()
-        response = await endpoint.post(payload)
-        # Whatever comes back, no secret of ours may travel on inside an exception.
-        hidden = (self._client_secret, *secrets)
-        where = {"status": response.status, "method": "POST", "path": TOKEN_PATH}
-        if 200 <= response.status < 300:
-            try:
-                data = _json.loads(response.body)
-                if not isinstance(data, dict):
-                    raise ValueError("not an object")
-                tokens = TokenSet.from_response(data, now=sent_at)
-            except (ValueError, UnicodeDecodeError) as e:
-                reason = e.field if isinstance(e, InvalidInputError) else "not a JSON object"
-                # The body may hold the new tokens: it is not kept.
-                raise UnexpectedResponseError(
-                    detail=f"unusable token response ({reason}); if it was a refresh, the "
-                    "old refresh token may be spent: re-authorize if the next refresh fails",
-                    content_type=response.content_type,
-                    **where,
-                ) from None
-            return tokens
-        # Read once, from the body with our secrets taken out.
-        scrubbed = evolve(response, body=_scrub(response.body, hidden))
-        problem = read_problem(scrubbed)
-        hint = problem.hint
-        if hint and hint not in problem.detail:
-            problem = evolve(
-                problem, detail=f"{problem.detail}: {hint}" if problem.detail else hint
-            )
-        error = problem.error("POST", TOKEN_PATH)
-        if response.status == 401 and grant.get("grant_type") == "refresh_token" and hint:
-            raise _Refused(error, hint)
-        raise error
+        return await post_grant(
+            endpoint,
+            payload,
+            secrets=(self._client_secret, *secrets),
+            sent_at=self.clock.now(),
+        )
 
 
 def _fp(tokens: TokenSet) -> str:
     return f"<{fingerprint(tokens.access_token)}>"
-
-
-def _scrub(body: bytes, secrets: tuple[str, ...]) -> bytes:
-    for secret in secrets:
-        if secret:
-            body = body.replace(secret.encode(), REDACTED)
-            escaped = _json.dumps(secret)[1:-1]  # as it would appear inside a JSON string
-            body = body.replace(escaped, REDACTED)
-    return body

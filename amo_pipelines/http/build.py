@@ -19,7 +19,7 @@ from functools import partial
 
 from yarl import URL
 
-from ..auth.oauth import TOKEN_PATH
+from ..auth.providers import TOKEN_PATH
 from ..model import _json
 from ..transport.base import Request, Response, Transport, sealed_headers
 from .chain import CloseGate, Handler, LoggingPolicy, Policy, chain
@@ -78,7 +78,7 @@ class ClosingClock:
 
 class TokenRoute:
     """A client's route to its account's ``/oauth2/access_token``, as it offers it to its
-    auth provider (:class:`~amo_pipelines.auth.oauth.TokenEndpoint`): the token chain
+    auth provider (:class:`~amo_pipelines.auth.providers.TokenEndpoint`): the token chain
     (see the module docstring) over the client's transport."""
 
     def __init__(

@@ -16,7 +16,7 @@ from attrs import evolve
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from ..auth.oauth import AuthProvider, KnowsTokenDue
+from ..auth.providers import AuthProvider, KnowsTokenDue
 from ..errors import (
     ClientClosedError,
     RateLimitedError,
@@ -143,7 +143,7 @@ class AuthPolicy:
 
     It sits outside the throttle: waiting for a token refresh holds no rate-limit slot, and
     the resend after a 401 takes a slot of its own. A provider that can tell synchronously
-    whether its token is still good to send (:class:`~amo_pipelines.auth.oauth.KnowsTokenDue`,
+    whether its token is still good to send (:class:`~amo_pipelines.auth.providers.KnowsTokenDue`,
     e.g. ``OAuth2``) has it checked again once the request has its slot (:meth:`check`,
     run by the throttle): a request that waited across the moment its token fell due goes
     back for the new one instead of carrying the old one to a server where another process
