@@ -1,4 +1,6 @@
-"""Shared fixtures: the spec's JSON examples and clients that send each request once."""
+"""Fixtures of every tier: the spec's JSON examples, clients that send each request once
+on a MockTransport (``amo``), in-process emulators (``emu``, ``make_emu``, ``emu_clock``),
+a redis-server; and the tier markers, given by folder (see README.md here)."""
 
 from __future__ import annotations
 
@@ -7,14 +9,17 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
 from support import spec_examples
+from support.emulated import ManualClock, unlimited_config
 
-from amo_pipelines import AmoClient
-from amo_pipelines.http.retry import NO_RETRY
+from amo_pipelines import NO_RETRY, AmoClient
+from amo_pipelines.emulator import Emulator, EmulatorConfig
 from amo_pipelines.testing import MockTransport
 
 # Distinctive, so that a scan of messages and reprs for it cannot match by accident.
@@ -58,6 +63,33 @@ async def amo(
 ) -> AsyncIterator[AmoClient]:
     async with make_client(subdomain="example", transport=transport) as client:
         yield client
+
+
+MakeEmu = Callable[..., Awaitable[Emulator]]
+
+
+@pytest.fixture
+async def make_emu() -> AsyncIterator[MakeEmu]:
+    """``await make_emu(**config_fields)``: a started emulator, stopped after the test."""
+    async with AsyncExitStack() as stack:
+
+        async def make(**fields: Any) -> Emulator:
+            return await stack.enter_async_context(Emulator(EmulatorConfig(**fields)))
+
+        yield make
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Emulator]:
+    """An emulator with the seeded account and its rate limits off."""
+    async with Emulator(unlimited_config()) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def emu_clock() -> ManualClock:
+    """A clock for an emulator (``make_emu(clock=emu_clock)``), moved by hand."""
+    return ManualClock()
 
 
 @pytest.fixture(autouse=True)
@@ -106,3 +138,19 @@ def redis_url() -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+TIERS = ("unit", "sdk", "emulator", "processes")
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier's folder (``-m unit`` ...); the processes tier is slow."""
+    for item in items:
+        path = item.path.resolve()
+        tier = path.relative_to(TESTS).parts[0] if path.is_relative_to(TESTS) else None
+        if tier in TIERS:
+            item.add_marker(tier)
+            if tier == "processes":
+                item.add_marker("slow")

@@ -1,36 +1,22 @@
-"""Fixtures for the emulator tests: a running emulator, a client session, a fake clock."""
+"""Fixtures of the emulator tier: raw HTTP (``api``, ``session``) and reply checks; the
+emulators themselves (``emu``, ``make_emu``, ``emu_clock``) are in tests/conftest.py."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 import pytest
 from attrs import frozen
+from support.constants import PIPELINES as PIPELINES
+from support.emulated import ManualClock
 
-from amo_pipelines.emulator import Emulator, EmulatorConfig
+from amo_pipelines.emulator import Emulator
 
-PIPELINES = "/api/v4/leads/pipelines"
-MAIN = 3177727
-INCOMING = 32392156
-FIRST = 32392159
-SECOND = 32392165
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+# test_emu_fleet.py (fleet work in progress, not moved yet) imports these two from here.
+FakeClock = ManualClock
 
 
 @frozen
@@ -89,29 +75,10 @@ class Api:
         return await self.request("DELETE", path, **kwargs)
 
 
-MakeEmu = Callable[..., Awaitable[Emulator]]
-
-
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def make_emu() -> AsyncIterator[MakeEmu]:
-    """``await make_emu(**config_fields)``: a started emulator, stopped after the test."""
-    async with AsyncExitStack() as stack:
-
-        async def make(**fields: Any) -> Emulator:
-            return await stack.enter_async_context(Emulator(EmulatorConfig(**fields)))
-
-        yield make
-
-
-@pytest.fixture
-async def emu(make_emu: MakeEmu) -> Emulator:
-    """A seeded account with rate limits off."""
-    return await make_emu(token_rps=None, account_rps=None)
+def clock(emu_clock: ManualClock) -> ManualClock:
+    """``emu_clock`` under its old name, for test_emu_fleet.py alone (see FakeClock)."""
+    return emu_clock
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-PIPELINES = "/api/v4/leads/pipelines"
-MAIN, FIRST = 3177727, 32392159
+from support.constants import FIRST, MAIN, PIPELINES
 
 WRITES = [
     ("POST", PIPELINES, [{"name": "x", "sort": 1, "is_main": False, "is_unsorted_on": True}]),
@@ -78,15 +76,17 @@ async def test_write_without_token_is_401(
     check_problem(await api.request(method, path, token=None, json=body), 401)
 
 
-async def test_token_table(api: Any, emu: Any, clock: Any, make_emu: Any, make_api: Any) -> None:
-    timed = await make_emu(token_rps=None, clock=clock)
+async def test_token_table(
+    api: Any, emu: Any, emu_clock: Any, make_emu: Any, make_api: Any
+) -> None:
+    timed = await make_emu(token_rps=None, clock=emu_clock)
     timed_api = make_api(timed)
-    timed.state.add_token("short", admin=True, expires_at=clock.now + 5)
+    timed.state.add_token("short", admin=True, expires_at=emu_clock.now + 5)
     assert (await timed_api.get(PIPELINES, token="short")).status == 200
     assert (
         await timed_api.patch(f"{PIPELINES}/{MAIN}", token="short", json={"sort": 2})
     ).status == 200
-    clock.advance(5)
+    emu_clock.advance(5)
     reply = await timed_api.get(PIPELINES, token="short")
     assert reply.status == 401 and reply.json["detail"] == "Token has expired"
     timed.state.revoke_token(timed.admin_token)

@@ -10,12 +10,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from support.constants import MAIN, PIPELINES
 
 from amo_pipelines.emulator import Emulator, EmulatorConfig, Fault, FaultKind
 from amo_pipelines.emulator.__main__ import parse_args
-
-PIPELINES = "/api/v4/leads/pipelines"
-MAIN = 3177727
 
 
 def new(name: str = "New") -> list[dict[str, Any]]:
@@ -162,6 +160,7 @@ async def wait_until(deadline: float) -> None:
     await asyncio.sleep(max(deadline - time.monotonic(), 0.0))
 
 
+@pytest.mark.slow  # ~2.3 s each
 @pytest.mark.parametrize("drop", [False, True], ids=["held", "dropped"])
 async def test_a_late_commit_lands_after_the_client_gave_up(
     emu: Emulator, session: aiohttp.ClientSession, drop: bool

@@ -9,6 +9,7 @@ import urllib.request
 from typing import Any
 
 import pytest
+from support.constants import TOKEN_PATH
 
 from amo_pipelines.emulator import Emulator
 from amo_pipelines.emulator.__main__ import parse_command_line
@@ -16,7 +17,6 @@ from amo_pipelines.emulator.__main__ import parse_command_line
 from .cli_process import emulator_cli
 
 CODE_PATH = "/_emulator/oauth/code"
-TOKEN_PATH = "/oauth2/access_token"
 
 
 def exchange(emu: Emulator, code: str) -> dict[str, Any]:

@@ -9,11 +9,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from support.constants import MAIN, PIPELINES
 
 from amo_pipelines.emulator import Fault, FaultKind
 
-PIPELINES = "/api/v4/leads/pipelines"
-MAIN = 3177727
 NEW = [{"name": "New", "sort": 5, "is_main": False, "is_unsorted_on": True}]
 
 
@@ -213,11 +212,11 @@ def test_config_rejects_bad_fault_rates() -> None:
     }
 
 
-async def test_request_log(make_emu: Any, make_api: Any, clock: Any) -> None:
-    emu = await make_emu(token_rps=None, clock=clock)
+async def test_request_log(make_emu: Any, make_api: Any, emu_clock: Any) -> None:
+    emu = await make_emu(token_rps=None, clock=emu_clock)
     api = make_api(emu)
     await api.get(f"{PIPELINES}/{MAIN}/statuses", params={"with": "descriptions"})
-    clock.advance(2.5)
+    emu_clock.advance(2.5)
     await api.patch(f"{PIPELINES}/{MAIN}", json={"name": "x"}, token="user")
     await api.get(PIPELINES, token=None)
     first, second, third = emu.request_log

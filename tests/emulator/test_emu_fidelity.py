@@ -6,11 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from support.constants import FIRST, INCOMING, MAIN, PIPELINES, SECOND
 
 from amo_pipelines.emulator import Emulator
 
-PIPELINES = "/api/v4/leads/pipelines"
-MAIN, INCOMING, FIRST, SECOND = 3177727, 32392156, 32392159, 32392165
 SYSTEM = ("Неразобранное", "Успешно реализовано", "Закрыто и не реализовано")
 
 
@@ -187,17 +186,17 @@ async def test_name_length_and_sort_range_are_options(
 
 
 async def test_rejected_requests_need_not_count_in_the_window(
-    make_emu: Any, make_api: Any, clock: Any
+    make_emu: Any, make_api: Any, emu_clock: Any
 ) -> None:
     async def statuses(count_rejected: bool) -> list[int]:
         emu = await make_emu(
-            token_rps=2, account_rps=None, clock=clock, count_rejected=count_rejected
+            token_rps=2, account_rps=None, clock=emu_clock, count_rejected=count_rejected
         )
         api = make_api(emu)
         seen = [(await api.get(PIPELINES)).status for _ in range(2)]
-        clock.advance(0.5)
+        emu_clock.advance(0.5)
         seen += [(await api.get(PIPELINES)).status for _ in range(2)]
-        clock.advance(0.5)  # the two admitted ones leave the window
+        emu_clock.advance(0.5)  # the two admitted ones leave the window
         seen.append((await api.get(PIPELINES)).status)
         return seen
 

@@ -8,12 +8,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from support.constants import MAIN, PIPELINES, TOKEN_PATH
 
 from amo_pipelines.emulator import Emulator, EmulatorConfig, Fault
-
-TOKEN_PATH = "/oauth2/access_token"
-PIPELINES = "/api/v4/leads/pipelines"
-MAIN = 3177727
 
 
 class Token:
@@ -123,20 +120,20 @@ async def test_codes_are_single_use(emu: Emulator, token: Token) -> None:
     refused(await token.code(code), 400, "Authorization code has been revoked")
 
 
-async def test_lifetimes_on_the_emulator_clock(make_emu: Any, session: Any, clock: Any) -> None:
+async def test_lifetimes_on_the_emulator_clock(make_emu: Any, session: Any, emu_clock: Any) -> None:
     emu = await make_emu(
-        clock=clock, access_token_lifetime=60, refresh_token_lifetime=600, code_lifetime=30
+        clock=emu_clock, access_token_lifetime=60, refresh_token_lifetime=600, code_lifetime=30
     )
     token = Token(session, emu)
     late_code = emu.issue_code()
     data = grant(await token.code(emu.issue_code()))
     assert data["expires_in"] == 60
-    clock.advance(59.9)
+    emu_clock.advance(59.9)
     assert await token.api(data["access_token"]) == 200
-    clock.advance(0.1)
+    emu_clock.advance(0.1)
     assert await token.api(data["access_token"]) == 401
     refused(await token.code(late_code), 400, "Authorization code has expired")
-    clock.advance(540)  # the refresh token is 600 s old
+    emu_clock.advance(540)  # the refresh token is 600 s old
     refused(await token.refresh(data["refresh_token"]), 401, "Token has expired")
 
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-PIPELINES = "/api/v4/leads/pipelines"
-MAIN = 3177727
+from support.constants import MAIN, PIPELINES
 
 
 def pipeline(name: str = "P", sort: int = 10, is_main: bool = False, **extra: Any) -> Any:

@@ -12,13 +12,13 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from support.constants import PIPELINES
 
 from amo_pipelines.emulator import Emulator, EmulatorConfig, FaultKind
 from amo_pipelines.emulator.__main__ import parse_args
 
 from .cli_process import emulator_cli
 
-PIPELINES = "/api/v4/leads/pipelines"
 ROOT = Path(__file__).resolve().parents[2]
 
 

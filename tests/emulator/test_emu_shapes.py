@@ -8,9 +8,8 @@ import re
 from typing import Any
 
 from support import spec_examples
+from support.constants import FIRST, INCOMING, MAIN, PIPELINES, SECOND
 
-PIPELINES = "/api/v4/leads/pipelines"
-MAIN, INCOMING, FIRST, SECOND = 3177727, 32392156, 32392159, 32392165
 # Example name -> (kind, method, endpoint) in the Russian page's section for it.
 _EXAMPLES = {
     "pipelines_list_response": ("response", "GET", spec_examples.PIPELINES),

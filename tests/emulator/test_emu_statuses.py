@@ -5,10 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-PIPELINES = "/api/v4/leads/pipelines"
-MAIN, INCOMING, FIRST, SECOND = 3177727, 32392156, 32392159, 32392165
-STATUSES = f"{PIPELINES}/{MAIN}/statuses"
+from support.constants import FIRST, INCOMING, MAIN, MAIN_STATUSES, PIPELINES, SECOND
 
 
 async def add(api: Any, *items: Any, pipeline: int = MAIN) -> list[dict[str, Any]]:
@@ -130,7 +127,7 @@ async def test_status_ids_are_unique_account_wide(api: Any, emu: Any) -> None:
 async def test_create_validation(
     api: Any, emu: Any, check_validation: Any, item: Any, expected: Any
 ) -> None:
-    reply = await api.post(STATUSES, json=[{"name": "fine", "sort": 1}, item])
+    reply = await api.post(MAIN_STATUSES, json=[{"name": "fine", "sort": 1}, item])
     assert check_validation(reply) == {"1": expected}
     assert len(emu.state.pipelines[MAIN].statuses) == 5  # nothing created
 
@@ -149,25 +146,25 @@ async def test_create_in_unknown_pipeline(api: Any, check_problem: Any) -> None:
 
 
 async def test_create_bad_bodies(api: Any, check_problem: Any) -> None:
-    check_problem(await api.post(STATUSES, json=[]), 400, "Request data can not be empty")
+    check_problem(await api.post(MAIN_STATUSES, json=[]), 400, "Request data can not be empty")
     check_problem(
-        await api.post(STATUSES, json={"name": "x", "sort": 1}),
+        await api.post(MAIN_STATUSES, json={"name": "x", "sort": 1}),
         400,
         "Request data must be an array of objects",
     )
     many = [{"name": str(i), "sort": i} for i in range(251)]
-    check_problem(await api.post(STATUSES, json=many), 422, "Limit 250 per page")
+    check_problem(await api.post(MAIN_STATUSES, json=many), 422, "Limit 250 per page")
 
 
 async def test_hundred_statuses_per_pipeline(api: Any, emu: Any, check_problem: Any) -> None:
     over = [{"name": str(i), "sort": i} for i in range(96)]  # 5 + 96 = 101
     check_problem(
-        await api.post(STATUSES, json=over), 422, "Limit of 100 statuses per pipeline exceeded"
+        await api.post(MAIN_STATUSES, json=over), 422, "Limit of 100 statuses per pipeline exceeded"
     )
     assert len(emu.state.pipelines[MAIN].statuses) == 5
     await add(api, *over[:95])
     assert len(emu.state.pipelines[MAIN].statuses) == 100
-    check_problem(await api.post(STATUSES, json=[{"name": "x", "sort": 1}]), 422)
+    check_problem(await api.post(MAIN_STATUSES, json=[{"name": "x", "sort": 1}]), 422)
 
 
 # --- patch ------------------------------------------------------------------------------------
@@ -175,7 +172,7 @@ async def test_hundred_statuses_per_pipeline(api: Any, emu: Any, check_problem: 
 
 async def test_patch_sort_moves_the_status(api: Any) -> None:
     await add(api, {"name": "third", "sort": 40})
-    moved = await api.patch(f"{STATUSES}/{SECOND}", json={"sort": 15})
+    moved = await api.patch(f"{MAIN_STATUSES}/{SECOND}", json={"sort": 15})
     assert moved.json["sort"] == 20
     assert await order(api) == [
         ("Неразобранное", 10),
@@ -185,7 +182,7 @@ async def test_patch_sort_moves_the_status(api: Any) -> None:
         ("Успешно реализовано", 10000),
         ("Закрыто и не реализовано", 11000),
     ]
-    tied = await api.patch(f"{STATUSES}/{SECOND}", json={"sort": 40})  # same as "third"
+    tied = await api.patch(f"{MAIN_STATUSES}/{SECOND}", json={"sort": 40})  # same as "third"
     assert tied.json["sort"] == 40
     assert [n for n, _ in await order(api)][1:4] == [
         "Первичный контакт",
@@ -195,7 +192,7 @@ async def test_patch_sort_moves_the_status(api: Any) -> None:
 
 
 async def test_patch_name_and_color(api: Any, emu: Any) -> None:
-    reply = await api.patch(f"{STATUSES}/{FIRST}", json={"name": "N", "color": "#eb93ff"})
+    reply = await api.patch(f"{MAIN_STATUSES}/{FIRST}", json={"name": "N", "color": "#eb93ff"})
     assert (reply.json["name"], reply.json["color"], reply.json["sort"]) == ("N", "#eb93ff", 20)
     assert len(reply.json["descriptions"]) == 3  # patch responses always carry descriptions
     status = emu.state.status(MAIN, FIRST)
@@ -216,7 +213,7 @@ async def test_patch_name_and_color(api: Any, emu: Any) -> None:
 async def test_patch_validation(
     api: Any, emu: Any, check_validation: Any, body: Any, expected: Any
 ) -> None:
-    reply = await api.patch(f"{STATUSES}/{SECOND}", json=body)
+    reply = await api.patch(f"{MAIN_STATUSES}/{SECOND}", json=body)
     assert check_validation(reply) == expected
     assert emu.state.status(MAIN, SECOND).name == "Принимают решение"
 
@@ -227,15 +224,17 @@ async def test_system_statuses_are_protected(
 ) -> None:
     before = emu.state.status(MAIN, status_id).name
     check_problem(
-        await api.patch(f"{STATUSES}/{status_id}", json={"name": "x"}),
+        await api.patch(f"{MAIN_STATUSES}/{status_id}", json={"name": "x"}),
         400,
         "Status is not editable",
     )
     # checked before the body is even looked at
     check_problem(
-        await api.patch(f"{STATUSES}/{status_id}", json={}), 400, "Status is not editable"
+        await api.patch(f"{MAIN_STATUSES}/{status_id}", json={}), 400, "Status is not editable"
     )
-    check_problem(await api.delete(f"{STATUSES}/{status_id}"), 400, "Status can not be deleted")
+    check_problem(
+        await api.delete(f"{MAIN_STATUSES}/{status_id}"), 400, "Status can not be deleted"
+    )
     assert emu.state.status(MAIN, status_id).name == before
 
 
@@ -265,7 +264,7 @@ async def test_patch_descriptions_like_the_spec(
     assert all(d["created_at"] == "2023-05-05 09:38:00" for d in created["descriptions"])
     wall[0] += 600
     reply = await api.patch(
-        f"{STATUSES}/{created['id']}",
+        f"{MAIN_STATUSES}/{created['id']}",
         json={
             "name": "Новое название для статуса",
             "color": "#c1e0ff",
@@ -294,16 +293,17 @@ async def test_patch_descriptions_like_the_spec(
     # with id and no text: deleted
     status = emu.state.status(MAIN, created["id"])
     assert set(status.descriptions) == {"newbie", "candidate"}
-    again = await api.get(f"{STATUSES}/{created['id']}?with=descriptions")
+    again = await api.get(f"{MAIN_STATUSES}/{created['id']}?with=descriptions")
     assert again.json["descriptions"] == descs
 
 
 async def test_patch_adds_a_missing_level(api: Any) -> None:
     reply = await api.patch(
-        f"{STATUSES}/{SECOND}", json={"descriptions": [{"level": "master", "description": "m"}]}
+        f"{MAIN_STATUSES}/{SECOND}",
+        json={"descriptions": [{"level": "master", "description": "m"}]},
     )
     assert [(d["level"], d["description"]) for d in reply.json["descriptions"]] == [("master", "m")]
-    unchanged = await api.patch(f"{STATUSES}/{SECOND}", json={"descriptions": []})
+    unchanged = await api.patch(f"{MAIN_STATUSES}/{SECOND}", json={"descriptions": []})
     assert unchanged.status == 200
     assert len(unchanged.json["descriptions"]) == 1
 
@@ -329,7 +329,7 @@ async def test_patch_adds_a_missing_level(api: Any) -> None:
 async def test_patch_description_errors(
     api: Any, emu: Any, check_validation: Any, changes: Any, expected: Any
 ) -> None:
-    reply = await api.patch(f"{STATUSES}/{FIRST}", json={"name": "x", "descriptions": changes})
+    reply = await api.patch(f"{MAIN_STATUSES}/{FIRST}", json={"name": "x", "descriptions": changes})
     assert check_validation(reply) == {"0": expected}
     status = emu.state.status(MAIN, FIRST)
     assert status.name == "Первичный контакт"
@@ -343,7 +343,7 @@ async def test_description_id_of_another_status_is_not_found(
         api, {"name": "x", "sort": 1, "descriptions": [{"level": "newbie", "description": "d"}]}
     )
     reply = await api.patch(
-        f"{STATUSES}/{SECOND}",
+        f"{MAIN_STATUSES}/{SECOND}",
         json={"descriptions": [{"id": created["descriptions"][0]["id"], "level": "newbie"}]},
     )
     assert check_validation(reply) == {"0": [("NotFound", "descriptions.0.id")]}
@@ -371,7 +371,7 @@ async def test_shared_closed_ids_and_foreign_statuses(api: Any, check_problem: A
 async def test_delete_moves_leads_and_renumbers(api: Any, emu: Any) -> None:
     emu.state.set_leads(MAIN, FIRST, 4)
     emu.state.set_leads(MAIN, INCOMING, 1)
-    reply = await api.delete(f"{STATUSES}/{FIRST}")
+    reply = await api.delete(f"{MAIN_STATUSES}/{FIRST}")
     assert reply.status == 204 and reply.body == b""
     assert FIRST not in emu.state.pipelines[MAIN].statuses
     assert emu.state.leads(MAIN, INCOMING) == 5
@@ -381,14 +381,14 @@ async def test_delete_moves_leads_and_renumbers(api: Any, emu: Any) -> None:
         ("Успешно реализовано", 10000),
         ("Закрыто и не реализовано", 11000),
     ]
-    assert (await api.get(f"{STATUSES}/{FIRST}")).status == 404
+    assert (await api.get(f"{MAIN_STATUSES}/{FIRST}")).status == 404
 
 
 async def test_delete_with_incoming_leads_off_moves_to_first_regular(api: Any, emu: Any) -> None:
     await api.patch(f"{PIPELINES}/{MAIN}", json={"is_unsorted_on": False})
     emu.state.set_leads(MAIN, SECOND, 2)
-    assert (await api.delete(f"{STATUSES}/{SECOND}")).status == 204
+    assert (await api.delete(f"{MAIN_STATUSES}/{SECOND}")).status == 204
     assert emu.state.leads(MAIN, FIRST) == 2
     emu.state.set_leads(MAIN, FIRST, 3)
-    assert (await api.delete(f"{STATUSES}/{FIRST}")).status == 204  # no regular one left
+    assert (await api.delete(f"{MAIN_STATUSES}/{FIRST}")).status == 204  # no regular one left
     assert emu.state.leads(MAIN, INCOMING) == 3

@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.funnels_helpers import client, config, writes
+from support.emulated import unlimited_config, writes
+from support.funnels_helpers import funnels_client
 
-from amo_pipelines import AmoClient, BatchError, PipelineUpdate
+from amo_pipelines import AmoClient, BatchError, FileTokenStore, OAuth2, PipelineUpdate
 from amo_pipelines.demo import run_job
 from amo_pipelines.emulator import Emulator, Fault
 
@@ -37,7 +38,7 @@ async def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = 
 
 def emulator(**kwargs: object) -> Emulator:
     kwargs.setdefault("admin_token", TOKEN)
-    return Emulator(config(**kwargs))
+    return Emulator(unlimited_config(**kwargs))
 
 
 async def test_export_plan_apply_and_a_second_apply_without_writes(tmp_path: Path) -> None:
@@ -186,7 +187,7 @@ async def test_demo_prints_progress_and_fails_in_one_line() -> None:
 
 
 async def test_the_demo_deletes_what_it_made_when_a_step_fails() -> None:
-    async with emulator() as emu, client(emu) as amo:
+    async with emulator() as emu, funnels_client(emu) as amo:
         emu.faults.add(Fault.status(500), method="PATCH", path="/api/v4/leads/pipelines/*")
         said: list[str] = []
         with pytest.raises(BatchError):
@@ -207,3 +208,42 @@ async def test_demo_and_json_files_work_without_the_cli_extra(tmp_path: Path) ->
     assert "pip install 'amo-pipelines[cli]'" in err
     code, out, err = await run("export", "--json", env=env)
     assert code == 0 and json.loads(out)["pipelines"][0]["name"] == "Воронка"
+
+
+async def test_an_oauth_token_file_is_used_as_is_or_through_oauth2(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.json"
+    async with Emulator(unlimited_config(access_token_lifetime=60)) as emu:
+        cfg = emu.config
+        auth = OAuth2(
+            cfg.oauth_client_id,
+            cfg.oauth_client_secret,
+            cfg.oauth_redirect_uri,
+            store=FileTokenStore(tokens),
+        )
+        async with AmoClient(base_url=emu.url, auth=auth):
+            await auth.exchange_code(emu.issue_code())
+        secret = json.loads(tokens.read_text())["access_token"]
+        env = {"AMO_TOKEN": ""}
+        code, out, err = await run(
+            "export", "--json", "--base-url", emu.url, "--token-file", str(tokens), env=env
+        )
+        assert code == 0, err
+        assert json.loads(out)["pipelines"][0]["name"] == "Воронка"
+        oauth = {
+            "AMO_CLIENT_ID": cfg.oauth_client_id,
+            "AMO_CLIENT_SECRET": cfg.oauth_client_secret,
+            "AMO_REDIRECT_URI": cfg.oauth_redirect_uri,
+        }
+        code, out, err = await run(
+            "export",
+            "--json",
+            "--base-url",
+            emu.url,
+            "--token-file",
+            str(tokens),
+            env={**env, **oauth},
+        )
+        assert code == 0, err
+        assert secret not in out + err
+        code, _, err = await run("export", "--base-url", emu.url, env=env)
+        assert code == 1 and "no token for" in err and "AMO_TOKEN" in err

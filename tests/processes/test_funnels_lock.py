@@ -21,12 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.funnels_helpers import funnel
 
-from amo_pipelines import AmoClient
-from amo_pipelines.budget.limiter import RateLimiter
-from amo_pipelines.emulator import Emulator
-from amo_pipelines.funnels import ApplyLockedError, LocalApplyLock, apply, loads_spec, lock_for
-from amo_pipelines.funnels.export import account_host
+from amo_pipelines import AmoClient, RateLimiter
+from amo_pipelines.funnels import ApplyLockedError, lock_for
 
 pytestmark = pytest.mark.slow
 
@@ -101,10 +99,6 @@ HOLDER = textwrap.dedent(
     asyncio.run(main())
     """
 )
-
-
-def funnel(name: str) -> dict[str, Any]:
-    return {"pipelines": [{"name": name, "statuses": [{"name": f"{name} {i}"} for i in range(5)]}]}
 
 
 @contextmanager
@@ -191,24 +185,6 @@ def test_two_processes_apply_one_after_the_other_with_the_redis_lock(
     assert_one_after_the_other(log)
 
 
-def test_the_file_lock_lives_in_the_state_folder() -> None:
-    async def one_apply() -> tuple[LocalApplyLock, str]:
-        async with (
-            Emulator() as emu,
-            AmoClient(base_url=emu.url, access_token=emu.admin_token) as amo,
-        ):
-            lock = lock_for(amo)
-            assert isinstance(lock, LocalApplyLock)
-            await apply(amo, loads_spec(json.dumps(funnel("Одна"))))
-            return lock, lock.path_for(account_host(amo)).name
-
-    lock, name = asyncio.run(one_apply())
-    state = Path(os.environ["AMO_PIPELINES_STATE_DIR"])  # the autouse fixture's folder
-    assert lock.directory == state
-    assert [p.name for p in state.glob("apply-*.lock")] == [name]
-    assert oct(state.stat().st_mode & 0o777) == oct(0o700)
-
-
 def test_a_held_redis_lock_refuses_then_frees_when_its_holder_is_killed(
     tmp_path: Path, redis_url: str
 ) -> None:
@@ -270,21 +246,3 @@ async def test_a_client_on_a_redis_store_gets_the_redis_lock(redis_url: str) -> 
     assert isinstance(lock, RedisApplyLock)
     assert (lock.redis, lock.prefix, lock.timeout) == (redis, "chosen", 5.0)
     await redis.aclose()
-
-
-async def test_a_failed_source_listing_leaves_the_targets_unwritten_and_unlocked() -> None:
-    from support.funnels_helpers import account, writes
-
-    from amo_pipelines.emulator import Fault
-    from amo_pipelines.errors import AmoError
-    from amo_pipelines.funnels import CopyTarget, copy_funnels
-
-    async with account() as (source_emu, source), account() as (target_emu, target):
-        source_emu.faults.add(Fault.status(500), path="/api/v4/leads/pipelines")
-        with pytest.raises(AmoError) as failed:
-            await copy_funnels(source, [CopyTarget(target)])
-        assert failed.value.status == 500  # the source's own error, not a target's
-        assert writes(target_emu) == []
-        # Its lock was released: an apply to the target gets it at once (no wait).
-        await apply(target, loads_spec(json.dumps(funnel("Потом"))))
-        assert writes(target_emu) != []

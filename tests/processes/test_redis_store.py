@@ -8,6 +8,7 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
+from support.constants import ACCOUNT
 
 pytest.importorskip("redis")  # the test extra installs it; the fixture fails in CI without it
 
@@ -15,14 +16,18 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from amo_pipelines import AmoClient, TokenSet, TokenStoreError
-from amo_pipelines.budget.limiter import RateLimiter, RateLimitStoreError
+from amo_pipelines import (
+    NO_RETRY,
+    AmoClient,
+    RateLimiter,
+    RateLimitStoreError,
+    TokenSet,
+    TokenStoreError,
+)
 from amo_pipelines.budget.windows import Denied, Granted, PenaltyRule, Window
-from amo_pipelines.http.retry import NO_RETRY
 from amo_pipelines.redis import RedisTokenStore, RedisWindowStore
 from amo_pipelines.testing import MockTransport, json_response
 
-ACCOUNT = "example.amocrm.ru"
 RULE = PenaltyRule(factor=0.5, step=0.1, interval=1.0, minimum=1 / 64)
 WINDOW = Window("a|example.amocrm.ru", 50, 1.0)
 TOKENS = TokenSet("access-aaa", "refresh-bbb", expires_at=2_000_000_000.0, expires_in=86400)

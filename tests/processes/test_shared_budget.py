@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.constants import PIPELINES
 
 from amo_pipelines import AmoClient
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-PIPELINES = "/api/v4/leads/pipelines"
 SLOW = "/api/v4/leads/pipelines/999999999"  # answers after a long latency (kill test)
 LIMITED = "/api/v4/leads/pipelines/888888888"  # answers 429, retry after 2 s (pause test)
 PATHS = {"slow": SLOW, "limited": LIMITED}

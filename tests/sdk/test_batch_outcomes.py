@@ -11,53 +11,36 @@ import asyncio
 import contextlib
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from support.clocked import clocked_client, drive
+from support.constants import FIRST, MAIN, MAIN_STATUSES, PIPELINES
+from support.emulated import fast_client, posts
 
 from amo_pipelines import (
     AmoClient,
+    ApiError,
     BadRequestError,
     BatchError,
     DescriptionInput,
+    FakeClock,
     ForbiddenError,
     InvalidInputError,
+    Limit,
     NewPipeline,
     NewStatus,
     PaymentRequiredError,
+    RateLimiter,
+    SkippedError,
     StatusUpdate,
     UnauthorizedError,
+    UnknownOutcomeError,
     UnprocessableEntityError,
 )
-from amo_pipelines.budget.limiter import Limit, RateLimiter
-from amo_pipelines.emulator import Emulator, EmulatorConfig, Fault
-from amo_pipelines.errors import ApiError, SkippedError, UnknownOutcomeError
-from amo_pipelines.http.clock import FakeClock
+from amo_pipelines.emulator import Emulator, Fault
 from amo_pipelines.testing import MockTransport, json_response, problem_response
 from amo_pipelines.transport import AiohttpTransport, Request, Response
-
-from .test_emulator_sdk import FIRST, MAIN, fast_client
-
-PIPELINES = "/api/v4/leads/pipelines"
-STATUSES = f"{PIPELINES}/{MAIN}/statuses"
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(EmulatorConfig(token_rps=None, account_rps=None)) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-async def amo(emu: Emulator) -> AsyncIterator[AmoClient]:
-    async with fast_client(emu) as client:
-        yield client
-
-
-def posts(emu: Emulator, path: str = PIPELINES) -> int:
-    return sum(1 for e in emu.request_log if e.method == "POST" and e.path == path)
 
 
 def new_pipelines(n: int) -> list[NewPipeline]:
@@ -179,10 +162,10 @@ async def test_a_malformed_validation_error_is_part_of_the_outcome() -> None:
     assert post_count(transport) == 3
 
 
-async def test_cancelling_a_batch_stops_every_chunk(emu: Emulator, amo: AmoClient) -> None:
-    await amo.pipelines.list()
+async def test_cancelling_a_batch_stops_every_chunk(emu: Emulator, amo_emu: AmoClient) -> None:
+    await amo_emu.pipelines.list()
     emu.faults.add(Fault.latency(0.3), method="POST", path=PIPELINES, times=None)
-    call = asyncio.ensure_future(amo.pipelines.create(new_pipelines(6), batch_size=1))
+    call = asyncio.ensure_future(amo_emu.pipelines.create(new_pipelines(6), batch_size=1))
     await asyncio.sleep(0.45)  # the first chunk landed; the other five are in flight
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -193,21 +176,21 @@ async def test_cancelling_a_batch_stops_every_chunk(emu: Emulator, amo: AmoClien
 
 
 @pytest.mark.parametrize("ids", [5, "12", {1: 2}, None])
-async def test_delete_many_needs_a_list_of_ids(amo: AmoClient, emu: Emulator, ids: Any) -> None:
+async def test_delete_many_needs_a_list_of_ids(amo_emu: AmoClient, emu: Emulator, ids: Any) -> None:
     with pytest.raises(InvalidInputError) as info:
-        await amo.pipelines.delete_many(ids)
+        await amo_emu.pipelines.delete_many(ids)
     assert info.value.field == "pipeline_ids"
     with pytest.raises(InvalidInputError) as info:
-        await amo.statuses.delete_many(MAIN, ids)
+        await amo_emu.statuses.delete_many(MAIN, ids)
     assert info.value.field == "status_ids"
     assert not [e for e in emu.request_log if e.method == "DELETE"]
 
 
 async def test_a_bad_id_in_delete_many_is_named_before_anything_is_sent(
-    amo: AmoClient, emu: Emulator
+    amo_emu: AmoClient, emu: Emulator
 ) -> None:
     with pytest.raises(InvalidInputError) as info:
-        await amo.pipelines.delete_many([MAIN, 0])
+        await amo_emu.pipelines.delete_many([MAIN, 0])
     assert info.value.field == "pipeline_ids[1]"
     assert not [e for e in emu.request_log if e.method == "DELETE"]
 
@@ -267,17 +250,17 @@ async def test_fan_out_stops_after_a_refusal_of_the_first_call(emu: Emulator) ->
 
 
 async def test_ordered_status_chunks_stop_at_the_first_failed_chunk(
-    amo: AmoClient, emu: Emulator
+    amo_emu: AmoClient, emu: Emulator
 ) -> None:
     items = [NewStatus(name=f"S{i}", sort=100 + i) for i in range(6)]
     items[3] = NewStatus(name="x" * 300, sort=103)  # the server refuses the second chunk
     with pytest.raises(BatchError) as info:
-        await amo.statuses.create(MAIN, items, batch_size=2)
+        await amo_emu.statuses.create(MAIN, items, batch_size=2)
     error = info.value
     assert list(error.succeeded) == [0, 1]
     assert all(isinstance(error.errors[i], BadRequestError) for i in (2, 3))
     assert all(isinstance(error.errors[i], SkippedError) for i in (4, 5))
-    assert posts(emu, STATUSES) == 2
+    assert posts(emu, MAIN_STATUSES) == 2
 
 
 # --- item 9: a status PATCH that is not idempotent -----------------------------------------
@@ -289,7 +272,7 @@ NOT_IDEMPOTENT = StatusUpdate(
         DescriptionInput.delete(493, "master"),
     ],
 )
-STATUS = f"{STATUSES}/{FIRST}"
+STATUS = f"{MAIN_STATUSES}/{FIRST}"
 
 
 def patches(emu: Emulator) -> int:
@@ -297,10 +280,10 @@ def patches(emu: Emulator) -> int:
 
 
 async def test_a_non_idempotent_patch_that_landed_is_reported_as_done(
-    amo: AmoClient, emu: Emulator
+    amo_emu: AmoClient, emu: Emulator
 ) -> None:
     emu.faults.add(Fault.status(500, commit=True), method="PATCH", path=STATUS)
-    status = await amo.statuses.update(MAIN, FIRST, NOT_IDEMPOTENT)
+    status = await amo_emu.statuses.update(MAIN, FIRST, NOT_IDEMPOTENT)
     assert patches(emu) == 1  # checked with a GET, never resent
     assert status.name == "Renamed"
     assert {(d.id, d.level) for d in status.descriptions or ()} == {
@@ -310,26 +293,28 @@ async def test_a_non_idempotent_patch_that_landed_is_reported_as_done(
 
 
 async def test_a_non_idempotent_patch_that_did_not_land_is_an_unknown_outcome(
-    amo: AmoClient, emu: Emulator
+    amo_emu: AmoClient, emu: Emulator
 ) -> None:
     emu.faults.add(Fault.status(500), method="PATCH", path=STATUS)
     with pytest.raises(UnknownOutcomeError) as info:
-        await amo.statuses.update(MAIN, FIRST, NOT_IDEMPOTENT)
+        await amo_emu.statuses.update(MAIN, FIRST, NOT_IDEMPOTENT)
     assert info.value.may_have_been_processed
     assert patches(emu) == 1
     stored = emu.state.pipelines[MAIN].statuses[FIRST]
     assert stored.name != "Renamed" and "master" in stored.descriptions
 
 
-async def test_an_idempotent_patch_is_still_retried(amo: AmoClient, emu: Emulator) -> None:
+async def test_an_idempotent_patch_is_still_retried(amo_emu: AmoClient, emu: Emulator) -> None:
     emu.faults.add(Fault.status(500), method="PATCH", path=STATUS)
     edit = StatusUpdate(descriptions=[DescriptionInput.edit(491, "candidate", "Другой текст")])
-    status = await amo.statuses.update(MAIN, FIRST, edit)
+    status = await amo_emu.statuses.update(MAIN, FIRST, edit)
     assert patches(emu) == 2
     assert any(d.description == "Другой текст" for d in status.descriptions or ())
 
 
-async def test_update_many_checks_non_idempotent_patches_too(amo: AmoClient, emu: Emulator) -> None:
+async def test_update_many_checks_non_idempotent_patches_too(
+    amo_emu: AmoClient, emu: Emulator
+) -> None:
     emu.faults.add(Fault.status(502, commit=True), method="PATCH", path=STATUS)
-    [status] = await amo.statuses.update_many(MAIN, {FIRST: NOT_IDEMPOTENT})
+    [status] = await amo_emu.statuses.update_many(MAIN, {FIRST: NOT_IDEMPOTENT})
     assert status.name == "Renamed" and patches(emu) == 1

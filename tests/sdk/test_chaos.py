@@ -13,13 +13,13 @@ from amo_pipelines import (
     NewPipeline,
     NewStatus,
     PipelineUpdate,
+    RateLimiter,
+    RetryPolicy,
     StatusColor,
 )
-from amo_pipelines.budget.limiter import RateLimiter
 from amo_pipelines.emulator import Emulator, EmulatorConfig
-from amo_pipelines.http.retry import RetryPolicy
 
-PIPELINES, STATUSES = 20, 40
+PIPELINE_COUNT, STATUS_COUNT = 20, 40
 FAULTS = {
     "500": 0.04,
     "502": 0.03,
@@ -42,14 +42,19 @@ def status_plan(p: int) -> list[NewStatus]:
                 for level in list(DescriptionLevel)[: 1 + s % 3]
             ],
         )
-        for s in range(STATUSES)
+        for s in range(STATUS_COUNT)
     ]
 
 
 @pytest.mark.parametrize(
     ("seed", "limits"),
-    [(11, False), (23, True), (37, False), (41, False)],
-    ids=["seed11-no-limits", "seed23-at-7rps", "seed37-no-limits", "seed41-no-limits"],
+    [
+        pytest.param(11, False, id="seed11-no-limits"),
+        # ~10 s: 7 requests a second for the whole migration
+        pytest.param(23, True, id="seed23-at-7rps", marks=pytest.mark.slow),
+        pytest.param(37, False, id="seed37-no-limits"),
+        pytest.param(41, False, id="seed41-no-limits"),
+    ],
 )
 async def test_migration_through_faults_ends_exactly_as_intended(seed: int, limits: bool) -> None:
     config = EmulatorConfig(
@@ -72,7 +77,7 @@ async def test_migration_through_faults_ends_exactly_as_intended(seed: int, limi
         ) as amo,
     ):
         created = await amo.pipelines.create(
-            [NewPipeline(name=f"Chaos {p}", sort=100 + p) for p in range(PIPELINES)]
+            [NewPipeline(name=f"Chaos {p}", sort=100 + p) for p in range(PIPELINE_COUNT)]
         )
         statuses = await asyncio.gather(
             *(
@@ -90,9 +95,9 @@ async def test_migration_through_faults_ends_exactly_as_intended(seed: int, limi
         assert emu.stats.internal_errors == 0
 
         # The SDK's answers are the emulator's truth, in input order.
-        assert [p.name for p in created] == [f"Chaos {p}" for p in range(PIPELINES)]
+        assert [p.name for p in created] == [f"Chaos {p}" for p in range(PIPELINE_COUNT)]
         for p, made in enumerate(statuses):
-            assert [s.name for s in made] == [f"P{p} S{s}" for s in range(STATUSES)]
+            assert [s.name for s in made] == [f"P{p} S{s}" for s in range(STATUS_COUNT)]
 
         # The account holds exactly what was intended: nothing missing, nothing twice.
         state = emu.state.pipelines
@@ -104,7 +109,7 @@ async def test_migration_through_faults_ends_exactly_as_intended(seed: int, limi
             stored = state[pipeline.id]
             assert stored.name == renamed.get(pipeline.id, f"Chaos {p}")
             custom = sorted(stored.regular_statuses(), key=lambda s: s.sort)
-            assert [s.name for s in custom] == [f"P{p} S{s}" for s in range(STATUSES)]
+            assert [s.name for s in custom] == [f"P{p} S{s}" for s in range(STATUS_COUNT)]
             for s, (plan, status) in enumerate(zip(status_plan(p), custom, strict=True)):
                 assert status.color == plan.color
                 texts = {level: d.text for level, d in status.descriptions.items()}

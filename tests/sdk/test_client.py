@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from support import spec_examples as P
+from support.constants import PIPELINES
 from yarl import URL
 
 from amo_pipelines import (
@@ -41,8 +42,6 @@ from amo_pipelines import (
 )
 from amo_pipelines.testing import MockTransport, json_response, problem_response
 from amo_pipelines.transport import sealed_headers
-
-PIPELINES = "/api/v4/leads/pipelines"
 
 # --- configuration ----------------------------------------------------------------------
 
@@ -272,7 +271,7 @@ async def test_leak_detector_sees_an_unclosed_session(caplog: pytest.LogCaptureF
 # --- a well-behaved local server --------------------------------------------------------
 
 
-class Api:
+class LocalAccount:
     """A tiny account on 127.0.0.1 that records what reaches it."""
 
     def __init__(self) -> None:
@@ -336,20 +335,20 @@ class Api:
 
 
 @pytest.fixture
-async def api() -> AsyncIterator[tuple[Api, str]]:
-    api = Api()
-    server = TestServer(api.app, host="127.0.0.1")
+async def local_account() -> AsyncIterator[tuple[LocalAccount, str]]:
+    account = LocalAccount()
+    server = TestServer(account.app, host="127.0.0.1")
     await server.start_server()
     try:
-        yield api, f"http://127.0.0.1:{server.port}"
+        yield account, f"http://127.0.0.1:{server.port}"
     finally:
         await server.close()
 
 
 async def test_default_transport_on_the_wire(
-    api: tuple[Api, str], token: str, caplog: pytest.LogCaptureFixture
+    local_account: tuple[LocalAccount, str], token: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server, url = api
+    server, url = local_account
     with no_leaks(caplog) as found:
         amo = AmoClient(base_url=url, access_token=token)
         pipelines = await amo.pipelines.list()
@@ -382,8 +381,10 @@ async def test_default_transport_on_the_wire(
     assert "Content-Type" not in delete["headers"]
 
 
-async def test_query_reaches_the_server(api: tuple[Api, str], token: str) -> None:
-    server, url = api
+async def test_query_reaches_the_server(
+    local_account: tuple[LocalAccount, str], token: str
+) -> None:
+    server, url = local_account
     async with AmoClient(base_url=url, access_token=token) as amo:
         await amo.pipelines.get(9)
         statuses = await amo.statuses.list(9, with_descriptions=True)
@@ -438,9 +439,9 @@ def test_sealed_headers_are_taken_as_they_are() -> None:
 
 
 async def test_response_headers_from_aiohttp_are_read_only_and_case_insensitive(
-    api: tuple[Api, str], token: str
+    local_account: tuple[LocalAccount, str], token: str
 ) -> None:
-    _, url = api
+    _, url = local_account
     async with AmoClient(base_url=url, access_token=token) as amo:
         response = await amo.request("GET", f"{PIPELINES}/9")
     assert response.headers["content-type"].startswith("application/hal+json")
@@ -480,8 +481,10 @@ async def test_each_header_set_is_signed_with_the_current_token() -> None:
 
 
 @pytest.mark.parametrize("status", [302, 307])
-async def test_redirects_are_not_followed(api: tuple[Api, str], token: str, status: int) -> None:
-    server, url = api
+async def test_redirects_are_not_followed(
+    local_account: tuple[LocalAccount, str], token: str, status: int
+) -> None:
+    server, url = local_account
     async with AmoClient(base_url=url, access_token=token) as amo:
         with pytest.raises(ApiError) as info:
             await amo.pipelines.get(status)
@@ -491,9 +494,9 @@ async def test_redirects_are_not_followed(api: tuple[Api, str], token: str, stat
 
 
 async def test_html_403_from_a_real_server(
-    api: tuple[Api, str], make_client: Callable[..., AmoClient]
+    local_account: tuple[LocalAccount, str], make_client: Callable[..., AmoClient]
 ) -> None:
-    _, url = api
+    _, url = local_account
     async with make_client(base_url=url) as amo:
         with pytest.raises(AccountBlockedError) as blocked:
             await amo.pipelines.get(403)
@@ -502,9 +505,9 @@ async def test_html_403_from_a_real_server(
 
 
 async def test_retry_after_header_from_a_real_server(
-    api: tuple[Api, str], make_client: Callable[..., AmoClient]
+    local_account: tuple[LocalAccount, str], make_client: Callable[..., AmoClient]
 ) -> None:
-    _, url = api
+    _, url = local_account
     async with make_client(base_url=url) as amo:
         with pytest.raises(RateLimitedError) as limited:
             await amo.pipelines.get(429)
@@ -512,8 +515,10 @@ async def test_retry_after_header_from_a_real_server(
     assert limited.value.title == "Too Many Requests"
 
 
-async def test_borrowed_session_is_used_and_left_open(api: tuple[Api, str], token: str) -> None:
-    server, url = api
+async def test_borrowed_session_is_used_and_left_open(
+    local_account: tuple[LocalAccount, str], token: str
+) -> None:
+    server, url = local_account
     started: list[str] = []
 
     async def on_start(_: Any, __: Any, params: aiohttp.TraceRequestStartParams) -> None:
@@ -545,8 +550,10 @@ async def test_client_never_used_leaves_nothing_open(
     assert found == []
 
 
-async def test_closed_default_client_raises(api: tuple[Api, str], token: str) -> None:
-    server, url = api
+async def test_closed_default_client_raises(
+    local_account: tuple[LocalAccount, str], token: str
+) -> None:
+    server, url = local_account
     amo = AmoClient(base_url=url, access_token=token)
     await amo.pipelines.list()
     await amo.aclose()

@@ -4,62 +4,39 @@ custom statuses in colors outside the palette, status create/edit answers with a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
+from support.constants import FIRST, INCOMING, MAIN, SECOND
 
 from amo_pipelines import (
     AmoClient,
     NewStatus,
     PipelineUpdate,
+    Request,
+    Response,
     StatusColor,
     StatusUpdate,
 )
-from amo_pipelines.budget.limiter import RateLimiter
-from amo_pipelines.emulator import Emulator, EmulatorConfig
-from amo_pipelines.http.retry import RetryPolicy
 from amo_pipelines.testing import MockTransport, json_response
-from amo_pipelines.transport.base import Request, Response
-
-MAIN, INCOMING, FIRST, SECOND = 3177727, 32392156, 32392159, 32392165
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(EmulatorConfig(token_rps=None, account_rps=None)) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-async def amo(emu: Emulator) -> AsyncIterator[AmoClient]:
-    async with AmoClient(
-        base_url=emu.url,
-        access_token=emu.admin_token,
-        rate_limiter=RateLimiter(integration_limit=None, account_limit=None),
-        retry=RetryPolicy(backoff=0.01, max_backoff=0.05),
-    ) as client:
-        yield client
-
 
 # --- a pipeline with incoming leads off has no incoming status -------------------------------
 
 
-async def test_incoming_is_none_while_incoming_leads_are_off(amo: AmoClient) -> None:
-    off = await amo.pipelines.update(MAIN, PipelineUpdate(is_unsorted_on=False))
+async def test_incoming_is_none_while_incoming_leads_are_off(amo_emu: AmoClient) -> None:
+    off = await amo_emu.pipelines.update(MAIN, PipelineUpdate(is_unsorted_on=False))
     assert off.is_unsorted_on is False
     assert off.incoming is None
     assert [s.id for s in off.custom_statuses] == [FIRST, SECOND]
     assert off.won is not None and off.lost is not None
     assert off.status_by_id(INCOMING) is None
-    assert (await amo.pipelines.get(MAIN)).incoming is None
-    [listed] = await amo.pipelines.list()
+    assert (await amo_emu.pipelines.get(MAIN)).incoming is None
+    [listed] = await amo_emu.pipelines.list()
     assert listed.incoming is None
-    assert not any(s.is_incoming for s in await amo.statuses.list(MAIN))
+    assert not any(s.is_incoming for s in await amo_emu.statuses.list(MAIN))
     # by id the status is still there
-    assert (await amo.statuses.get(MAIN, INCOMING)).is_incoming
+    assert (await amo_emu.statuses.get(MAIN, INCOMING)).is_incoming
 
-    on = await amo.pipelines.update(MAIN, PipelineUpdate(is_unsorted_on=True))
+    on = await amo_emu.pipelines.update(MAIN, PipelineUpdate(is_unsorted_on=True))
     assert on.incoming is not None and on.incoming.id == INCOMING
     assert on.statuses[0] == on.incoming
 
@@ -68,28 +45,28 @@ async def test_incoming_is_none_while_incoming_leads_are_off(amo: AmoClient) -> 
 
 
 async def test_custom_statuses_in_off_palette_colors_are_read_as_plain_strings(
-    amo: AmoClient,
+    amo_emu: AmoClient,
 ) -> None:
-    [pipeline] = await amo.pipelines.list()
+    [pipeline] = await amo_emu.pipelines.list()
     palette = {c.value for c in StatusColor}
     colors = {s.id: s.color for s in pipeline.custom_statuses}
     assert colors == {FIRST: "#99ccff", SECOND: "#ffcc66"}
     assert not set(colors.values()) & palette
     assert all(type(color) is str for color in colors.values())
-    first = await amo.statuses.get(MAIN, FIRST, with_descriptions=True)
+    first = await amo_emu.statuses.get(MAIN, FIRST, with_descriptions=True)
     assert first.color == "#99ccff" and not first.is_system
     # renaming it keeps its color; only a color the palette lacks can not be sent
-    renamed = await amo.statuses.update(MAIN, FIRST, StatusUpdate(name="Renamed"))
+    renamed = await amo_emu.statuses.update(MAIN, FIRST, StatusUpdate(name="Renamed"))
     assert renamed.color == "#99ccff"
 
 
 # --- status create/edit answers with and without descriptions ---------------------------------
 
 
-async def test_russian_shape_create_and_edit_answers_carry_descriptions(amo: AmoClient) -> None:
-    made = await amo.statuses.create(MAIN, [NewStatus(name="A", sort=100)])
+async def test_russian_shape_create_and_edit_answers_carry_descriptions(amo_emu: AmoClient) -> None:
+    made = await amo_emu.statuses.create(MAIN, [NewStatus(name="A", sort=100)])
     assert made[0].descriptions == ()  # present and empty, as the Russian page shows
-    edited = await amo.statuses.update(MAIN, made[0].id, StatusUpdate(name="B"))
+    edited = await amo_emu.statuses.update(MAIN, made[0].id, StatusUpdate(name="B"))
     assert edited.descriptions == ()
 
 

@@ -4,28 +4,35 @@ apply, saved plans, pruning, locks and the requests on the wire."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import stat
 from pathlib import Path
 
 import pytest
-from support.funnels_helpers import account, fill_source, shape, writes
+from support.emulated import writes
+from support.funnels_helpers import account, fill_source, funnel, shape
 
-from amo_pipelines import LOST_STATUS_ID, WON_STATUS_ID, PipelineUpdate
+from amo_pipelines import LOST_STATUS_ID, WON_STATUS_ID, AmoClient, AmoError, PipelineUpdate
+from amo_pipelines.emulator import Emulator, Fault
 from amo_pipelines.funnels import (
     ApplyError,
     ApplyLockedError,
+    CopyTarget,
     LocalApplyLock,
     PlanError,
     StalePlanError,
     apply,
+    copy_funnels,
     dumps_spec,
     export,
     load_source,
     loads_spec,
+    lock_for,
     make_plan,
     save_plan,
 )
+from amo_pipelines.funnels.export import account_host
 
 
 async def test_export_apply_to_an_empty_account_then_export_gives_the_same_funnels() -> None:
@@ -230,3 +237,36 @@ async def test_prune_replaces_the_main_pipeline_by_a_new_one() -> None:
         [pipeline] = await amo.pipelines.list()
         assert (pipeline.name, pipeline.is_main) == ("Fresh", True)
         assert [m for m, _ in writes(emu)] == ["POST", "DELETE"]  # created first, then pruned
+
+
+# --- locks and failures around an apply -----------------------------------------------
+
+
+def test_the_file_lock_lives_in_the_state_folder() -> None:
+    async def one_apply() -> tuple[LocalApplyLock, str]:
+        async with (
+            Emulator() as emu,
+            AmoClient(base_url=emu.url, access_token=emu.admin_token) as amo,
+        ):
+            lock = lock_for(amo)
+            assert isinstance(lock, LocalApplyLock)
+            await apply(amo, loads_spec(json.dumps(funnel("Одна"))))
+            return lock, lock.path_for(account_host(amo)).name
+
+    lock, name = asyncio.run(one_apply())
+    state = Path(os.environ["AMO_PIPELINES_STATE_DIR"])  # the autouse fixture's folder
+    assert lock.directory == state
+    assert [p.name for p in state.glob("apply-*.lock")] == [name]
+    assert oct(state.stat().st_mode & 0o777) == oct(0o700)
+
+
+async def test_a_failed_source_listing_leaves_the_targets_unwritten_and_unlocked() -> None:
+    async with account() as (source_emu, source), account() as (target_emu, target):
+        source_emu.faults.add(Fault.status(500), path="/api/v4/leads/pipelines")
+        with pytest.raises(AmoError) as failed:
+            await copy_funnels(source, [CopyTarget(target)])
+        assert failed.value.status == 500  # the source's own error, not a target's
+        assert writes(target_emu) == []
+        # Its lock was released: an apply to the target gets it at once (no wait).
+        await apply(target, loads_spec(json.dumps(funnel("Потом"))))
+        assert writes(target_emu) != []

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 
-from support.funnels_helpers import client, config, fill_source, shape, writes
+from support.emulated import unlimited_config, writes
+from support.funnels_helpers import fill_source, funnels_client, shape
 
 from amo_pipelines.emulator import Emulator
 from amo_pipelines.funnels import CopyTarget, copy_funnels, export
@@ -12,13 +13,14 @@ from amo_pipelines.funnels import CopyTarget, copy_funnels, export
 
 async def test_copy_to_many_accounts_converges_and_maps_every_id() -> None:
     async with contextlib.AsyncExitStack() as stack:
-        src_emu = await stack.enter_async_context(Emulator(config()))
-        source = await stack.enter_async_context(client(src_emu))
+        src_emu = await stack.enter_async_context(Emulator(unlimited_config()))
+        source = await stack.enter_async_context(funnels_client(src_emu))
         await fill_source(source)
         emus = [
-            await stack.enter_async_context(Emulator(config(seed_account=False))) for _ in range(5)
+            await stack.enter_async_context(Emulator(unlimited_config(seed_account=False)))
+            for _ in range(5)
         ]
-        clients = [await stack.enter_async_context(client(e)) for e in emus]
+        clients = [await stack.enter_async_context(funnels_client(e)) for e in emus]
         result = await copy_funnels(source, [CopyTarget(c) for c in clients])
         assert not result.failed
         wanted = shape(await export(source))
@@ -48,14 +50,14 @@ async def test_copy_to_many_accounts_converges_and_maps_every_id() -> None:
 
 async def test_copy_reports_a_failing_target_and_goes_on() -> None:
     async with contextlib.AsyncExitStack() as stack:
-        src_emu = await stack.enter_async_context(Emulator(config()))
-        source = await stack.enter_async_context(client(src_emu))
-        good = await stack.enter_async_context(Emulator(config(seed_account=False)))
-        bad = await stack.enter_async_context(Emulator(config(seed_account=False)))
+        src_emu = await stack.enter_async_context(Emulator(unlimited_config()))
+        source = await stack.enter_async_context(funnels_client(src_emu))
+        good = await stack.enter_async_context(Emulator(unlimited_config(seed_account=False)))
+        bad = await stack.enter_async_context(Emulator(unlimited_config(seed_account=False)))
         bad.state.revoke_token(bad.admin_token)
         targets = [
-            CopyTarget(await stack.enter_async_context(client(good)), "good"),
-            CopyTarget(await stack.enter_async_context(client(bad)), "bad"),
+            CopyTarget(await stack.enter_async_context(funnels_client(good)), "good"),
+            CopyTarget(await stack.enter_async_context(funnels_client(bad)), "bad"),
         ]
         result = await copy_funnels(source, targets)
         assert [t.target for t in result.failed] == ["bad"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.funnels_helpers import account
@@ -73,6 +74,7 @@ def specs(draw: Any) -> FunnelsSpec:
     return FunnelsSpec(pipelines=pipelines)
 
 
+@pytest.mark.slow  # ~2.3 s
 @settings(
     max_examples=60,
     deadline=None,

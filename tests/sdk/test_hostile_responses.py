@@ -24,10 +24,12 @@ from support.clocked import clocked_client, drive
 from yarl import URL
 
 from amo_pipelines import (
+    NO_RETRY,
     AccountBlockedError,
     AiohttpTransport,
     AmoClient,
     ApiError,
+    FakeClock,
     ForbiddenError,
     InvalidInputError,
     PipelineUpdate,
@@ -38,8 +40,6 @@ from amo_pipelines import (
     UnexpectedResponseError,
 )
 from amo_pipelines.errors import BODY_KEPT, error_from_response, is_account_block
-from amo_pipelines.http.clock import FakeClock
-from amo_pipelines.http.retry import NO_RETRY
 from amo_pipelines.testing import MockTransport, html_response, json_response, problem_response
 from amo_pipelines.transport import Request, Response
 from amo_pipelines.transport.aiohttp import DEFAULT_MAX_RESPONSE_BYTES

@@ -8,26 +8,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import pytest
+from support.constants import MAIN, MAIN_STATUSES, PIPELINES
+from support.emulated import fast_client, posts
 
-from amo_pipelines import AmoClient, NewPipeline, NewStatus
-from amo_pipelines.budget.limiter import RateLimiter
-from amo_pipelines.emulator import Emulator, EmulatorConfig, Fault
+from amo_pipelines import AmoClient, NewPipeline, NewStatus, RateLimiter
+from amo_pipelines.emulator import Emulator, Fault
 from amo_pipelines.transport import AiohttpTransport, Request, Response
 
-from .test_emulator_sdk import MAIN, fast_client
-
-PIPELINES = "/api/v4/leads/pipelines"
-STATUSES = f"{PIPELINES}/{MAIN}/statuses"
 TIMEOUT = 1.0
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(EmulatorConfig(token_rps=None, account_rps=None)) as emulator:
-        yield emulator
 
 
 def patient_client(emu: Emulator, **kwargs: object) -> AmoClient:
@@ -45,10 +35,7 @@ def pipeline_names(emu: Emulator) -> Counter[str]:
     return Counter(p.name for p in emu.state.pipelines.values())
 
 
-def posts(emu: Emulator, path: str) -> int:
-    return sum(1 for e in emu.request_log if e.method == "POST" and e.path == path)
-
-
+@pytest.mark.slow  # 2-3 s each: the server holds the answer past the timeout
 @pytest.mark.parametrize(
     ("delay", "drop"),
     [(1.5, False), (2.0, False), (0.5, True), (1.9, True)],
@@ -68,15 +55,16 @@ async def test_a_pipeline_committed_late_is_adopted_not_sent_again(
     assert {p.id for p in created} == {p.id for p in emu.state.pipelines.values()} - {MAIN}
 
 
+@pytest.mark.slow  # ~3 s
 async def test_statuses_committed_late_are_adopted_not_sent_again(emu: Emulator) -> None:
     async with patient_client(emu) as amo:
         await amo.pipelines.list()
-        emu.faults.add(Fault.late_commit(2.0), method="POST", path=STATUSES)
+        emu.faults.add(Fault.late_commit(2.0), method="POST", path=MAIN_STATUSES)
         created = await amo.statuses.create(
             MAIN, [NewStatus(name=f"S{i}", sort=100 + i) for i in range(4)]
         )
     await emu.settle()
-    assert posts(emu, STATUSES) == 1
+    assert posts(emu, MAIN_STATUSES) == 1
     names = Counter(s.name for s in emu.state.pipelines[MAIN].statuses.values())
     assert all(names[f"S{i}"] == 1 for i in range(4))
     assert [s.name for s in created] == [f"S{i}" for i in range(4)]

@@ -17,6 +17,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from support.constants import MAIN, TOKEN_PATH
+from support.emulated import ManualClock, unlimited_config
 
 from amo_pipelines import (
     AmoClient,
@@ -27,40 +29,21 @@ from amo_pipelines import (
     MemoryTokenStore,
     OAuth2,
     PipelineUpdate,
+    RateLimiter,
+    RetryPolicy,
     StatusUpdate,
     TokenRevokedError,
     TokenSet,
     TokenStore,
     parse_account_host,
 )
-from amo_pipelines.budget.limiter import RateLimiter
-from amo_pipelines.emulator import Emulator, EmulatorConfig
-from amo_pipelines.http.retry import RetryPolicy
-
-PIPELINES = "/api/v4/leads/pipelines"
-TOKEN_PATH = "/oauth2/access_token"
-MAIN = 3177727
-
-
-class EmuClock:
-    """The emulator's monotonic clock, moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from amo_pipelines.emulator import Emulator
 
 
 @pytest.fixture
-def emu_clock() -> EmuClock:
-    return EmuClock()
-
-
-@pytest.fixture
-async def emu(emu_clock: EmuClock) -> AsyncIterator[Emulator]:
-    config = EmulatorConfig(token_rps=None, account_rps=None, clock=emu_clock)
-    async with Emulator(config) as emulator:
+async def clocked_emu(emu_clock: ManualClock) -> AsyncIterator[Emulator]:
+    """``emu`` on ``emu_clock``: tokens expire when the test says so."""
+    async with Emulator(unlimited_config(clock=emu_clock)) as emulator:
         yield emulator
 
 
@@ -117,47 +100,49 @@ def token_entries(emu: Emulator) -> list[Any]:
 
 
 async def test_200_concurrent_requests_with_an_expired_token_refresh_once(
-    emu: Emulator, tmp_path: Path
+    clocked_emu: Emulator, tmp_path: Path
 ) -> None:
-    old = expired_set(emu)
+    old = expired_set(clocked_emu)
     store = CountingFileStore(tmp_path / "tokens.json")
     await store.save(old)
-    auth = provider(emu, store)
-    async with client(emu, auth) as amo:
+    auth = provider(clocked_emu, store)
+    async with client(clocked_emu, auth) as amo:
         results = await asyncio.gather(*(amo.pipelines.get(MAIN) for _ in range(200)))
     assert [p.id for p in results] == [MAIN] * 200
     assert store.loads == 1  # one flight in this process: one load, one refresh, one save
-    assert emu.stats.token_requests == 1
-    assert emu.stats.token_grants == {"refresh_token": 1}
+    assert clocked_emu.stats.token_requests == 1
+    assert clocked_emu.stats.token_grants == {"refresh_token": 1}
     new = await FileTokenStore(tmp_path / "tokens.json").load()
     assert new is not None and new == auth.tokens
     # On the wire: every API request carried the new token, all answered 200.
-    entries = api_entries(emu)
+    entries = api_entries(clocked_emu)
     assert len(entries) == 200
     assert {e.token for e in entries} == {new.access_token}
     assert {e.status for e in entries} == {200}
     # The rotated refresh token is the live one; the old one is spent.
-    assert emu.oauth.refresh_tokens[old.refresh_token].used
-    assert not emu.oauth.refresh_tokens[new.refresh_token].used
-    assert old.access_token not in emu.state.tokens  # revoked by the refresh
-    assert token_entries(emu)[0].json["refresh_token"] == old.refresh_token
+    assert clocked_emu.oauth.refresh_tokens[old.refresh_token].used
+    assert not clocked_emu.oauth.refresh_tokens[new.refresh_token].used
+    assert old.access_token not in clocked_emu.state.tokens  # revoked by the refresh
+    assert token_entries(clocked_emu)[0].json["refresh_token"] == old.refresh_token
 
 
-async def test_200_concurrent_401s_refresh_once(emu: Emulator, emu_clock: EmuClock) -> None:
-    grant = emu.issue_tokens(access_lifetime=60)
+async def test_200_concurrent_401s_refresh_once(
+    clocked_emu: Emulator, emu_clock: ManualClock
+) -> None:
+    grant = clocked_emu.issue_tokens(access_lifetime=60)
     # The SDK believes the token is good for a day; the server expires it after a minute.
     stale = TokenSet(grant["access_token"], grant["refresh_token"], 4e9)
     store = CountingMemoryStore(stale)
-    auth = provider(emu, store)
-    async with client(emu, auth) as amo:
+    auth = provider(clocked_emu, store)
+    async with client(clocked_emu, auth) as amo:
         await amo.pipelines.get(MAIN)
         emu_clock.now += 61
         results = await asyncio.gather(*(amo.pipelines.get(MAIN) for _ in range(200)))
     assert len(results) == 200
     assert store.loads == 2  # the first load, then one flight for all the 401s
-    assert emu.stats.token_grants == {"refresh_token": 1}
+    assert clocked_emu.stats.token_grants == {"refresh_token": 1}
     assert auth.tokens is not None
-    entries = api_entries(emu)[1:]
+    entries = api_entries(clocked_emu)[1:]
     refused = [e for e in entries if e.status == 401]
     assert refused and {e.token for e in refused} == {stale.access_token}
     assert len(refused) <= 200
@@ -165,52 +150,52 @@ async def test_200_concurrent_401s_refresh_once(emu: Emulator, emu_clock: EmuClo
     assert len(resent) == 200 and {e.status for e in resent} == {200}
 
 
-async def test_a_reused_refresh_token_gives_token_revoked(emu: Emulator) -> None:
-    spent = expired_set(emu)
+async def test_a_reused_refresh_token_gives_token_revoked(clocked_emu: Emulator) -> None:
+    spent = expired_set(clocked_emu)
     store = MemoryTokenStore(spent)
-    async with client(emu, provider(emu, store)) as amo:
+    async with client(clocked_emu, provider(clocked_emu, store)) as amo:
         await amo.pipelines.list()  # rotates: `spent` is used now
     # A second installation still holding the old set (a restored backup, say).
-    auth = provider(emu, MemoryTokenStore(spent))
-    async with client(emu, auth) as amo:
+    auth = provider(clocked_emu, MemoryTokenStore(spent))
+    async with client(clocked_emu, auth) as amo:
         with pytest.raises(TokenRevokedError) as info:
             await amo.pipelines.list()
     assert info.value.hint == "Token has been revoked"
     assert "re-authorize" in str(info.value)
-    last = token_entries(emu)[-1]
+    last = token_entries(clocked_emu)[-1]
     assert last.status == 401
     assert last.json["refresh_token"] == spent.refresh_token
-    assert len(api_entries(emu)) == 1  # the refused installation sent no API request
+    assert len(api_entries(clocked_emu)) == 1  # the refused installation sent no API request
 
 
 async def test_tokens_rotated_by_another_process_are_picked_up(
-    emu: Emulator, tmp_path: Path
+    clocked_emu: Emulator, tmp_path: Path
 ) -> None:
     path = tmp_path / "tokens.json"
-    await FileTokenStore(path).save(expired_set(emu))
+    await FileTokenStore(path).save(expired_set(clocked_emu))
     # Two "processes": separate providers, separate store objects, one file.
-    first = provider(emu, FileTokenStore(path))
-    second = provider(emu, FileTokenStore(path))
-    async with client(emu, first) as one, client(emu, second) as two:
+    first = provider(clocked_emu, FileTokenStore(path))
+    second = provider(clocked_emu, FileTokenStore(path))
+    async with client(clocked_emu, first) as one, client(clocked_emu, second) as two:
         await one.pipelines.list()  # refreshes and saves
         await two.pipelines.list()  # finds the new set in the file: no refresh of its own
         assert first.tokens == second.tokens
         await first.refresh()  # the first rotates again; the second holds a revoked token
         await two.pipelines.list()  # 401, then the reload finds the newest set
-    assert emu.stats.token_grants == {"refresh_token": 2}
+    assert clocked_emu.stats.token_grants == {"refresh_token": 2}
     assert second.tokens == first.tokens == await FileTokenStore(path).load()
-    statuses = [(e.token == second.tokens.access_token, e.status) for e in api_entries(emu)]
+    statuses = [(e.token == second.tokens.access_token, e.status) for e in api_entries(clocked_emu)]
     assert statuses[-1] == (True, 200)
 
 
 async def test_a_refresh_token_refused_because_another_process_won_the_race(
-    emu: Emulator,
+    clocked_emu: Emulator,
 ) -> None:
     """We load the set, the other process refreshes it and saves, our refresh is refused:
     the reload finds their set and uses it."""
-    mine = expired_set(emu)
+    mine = expired_set(clocked_emu)
     shared = MemoryTokenStore(mine)
-    other = provider(emu, shared)
+    other = provider(clocked_emu, shared)
     loads = 0
 
     class RacingStore(MemoryTokenStore):
@@ -218,7 +203,7 @@ async def test_a_refresh_token_refused_because_another_process_won_the_race(
             nonlocal loads
             loads += 1
             if loads == 1:
-                async with client(emu, other):
+                async with client(clocked_emu, other):
                     await other.refresh()  # the other process wins, saves to `shared`
                 return mine
             return await shared.load()
@@ -226,19 +211,19 @@ async def test_a_refresh_token_refused_because_another_process_won_the_race(
         async def save(self, tokens: TokenSet) -> None:
             await shared.save(tokens)
 
-    auth = provider(emu, RacingStore())
-    async with client(emu, auth) as amo:
+    auth = provider(clocked_emu, RacingStore())
+    async with client(clocked_emu, auth) as amo:
         await amo.pipelines.list()
-    assert [e.status for e in token_entries(emu)] == [200, 401]
+    assert [e.status for e in token_entries(clocked_emu)] == [200, 401]
     assert auth.tokens == other.tokens == shared.tokens
-    assert api_entries(emu)[-1].token == other.tokens.access_token  # type: ignore[union-attr]
+    assert api_entries(clocked_emu)[-1].token == other.tokens.access_token  # type: ignore[union-attr]
 
 
-async def test_the_code_grant_end_to_end(emu: Emulator, tmp_path: Path) -> None:
+async def test_the_code_grant_end_to_end(clocked_emu: Emulator, tmp_path: Path) -> None:
     store = FileTokenStore(tmp_path / "tokens.json")
-    auth = provider(emu, store)
-    code = emu.issue_code()
-    async with client(emu, auth) as amo:
+    auth = provider(clocked_emu, store)
+    code = clocked_emu.issue_code()
+    async with client(clocked_emu, auth) as amo:
         tokens = await auth.exchange_code(code)
         pipeline = await amo.pipelines.update(MAIN, PipelineUpdate(name="Продажи"))
         status = await amo.statuses.update(MAIN, 32392159, StatusUpdate(name="Новый"))
@@ -247,42 +232,42 @@ async def test_the_code_grant_end_to_end(emu: Emulator, tmp_path: Path) -> None:
     assert "Authorization code has been revoked" in str(info.value)
     assert pipeline.name == "Продажи" and status.name == "Новый"
     assert await store.load() == tokens == auth.tokens
-    first = token_entries(emu)[0]
+    first = token_entries(clocked_emu)[0]
     assert first.method == "POST" and first.status == 200
     assert first.json == {
-        "client_id": emu.config.oauth_client_id,
-        "client_secret": emu.config.oauth_client_secret,
+        "client_id": clocked_emu.config.oauth_client_id,
+        "client_secret": clocked_emu.config.oauth_client_secret,
         "grant_type": "authorization_code",
         "code": code,
-        "redirect_uri": emu.config.oauth_redirect_uri,
+        "redirect_uri": clocked_emu.config.oauth_redirect_uri,
     }
     assert first.token is None  # no bearer token on the token endpoint
-    assert {e.token for e in api_entries(emu)} == {tokens.access_token}
-    assert emu.state.tokens[tokens.access_token].admin
+    assert {e.token for e in api_entries(clocked_emu)} == {tokens.access_token}
+    assert clocked_emu.state.tokens[tokens.access_token].admin
 
 
-async def test_a_refresh_lost_in_transit_is_not_resent_blindly(emu: Emulator) -> None:
+async def test_a_refresh_lost_in_transit_is_not_resent_blindly(clocked_emu: Emulator) -> None:
     """The emulator processes the refresh and drops the connection: the refresh token is
     spent and the new one never arrived. The SDK must not loop; the honest outcome is
     TokenRevokedError after one more try through the request's retry policy."""
     from amo_pipelines.emulator import Fault
 
-    emu.faults.add(Fault.commit_then_drop(), path=TOKEN_PATH)
-    auth = provider(emu, MemoryTokenStore(expired_set(emu)))
-    async with client(emu, auth) as amo:
+    clocked_emu.faults.add(Fault.commit_then_drop(), path=TOKEN_PATH)
+    auth = provider(clocked_emu, MemoryTokenStore(expired_set(clocked_emu)))
+    async with client(clocked_emu, auth) as amo:
         with pytest.raises(TokenRevokedError):
             await amo.pipelines.list()
-    assert [e.outcome for e in token_entries(emu)] == ["fault:commit-then-drop", "401"]
-    assert api_entries(emu) == []
+    assert [e.outcome for e in token_entries(clocked_emu)] == ["fault:commit-then-drop", "401"]
+    assert api_entries(clocked_emu) == []
 
 
 # --- URLs, hosts and ids -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("subdomain", ["evil.com/x", "a.b", "x@evil.com", "x:1", "", "a" * 64])
-def test_hostile_subdomains_are_refused(emu: Emulator, subdomain: str) -> None:
+def test_hostile_subdomains_are_refused(clocked_emu: Emulator, subdomain: str) -> None:
     with pytest.raises(InvalidInputError) as info:
-        AmoClient(subdomain=subdomain, auth=provider(emu))
+        AmoClient(subdomain=subdomain, auth=provider(clocked_emu))
     assert info.value.field == "subdomain"
 
 
@@ -296,15 +281,15 @@ def test_hostile_subdomains_are_refused(emu: Emulator, subdomain: str) -> None:
         "https://user:pw@example.amocrm.ru",
     ],
 )
-def test_hostile_base_urls_are_refused(emu: Emulator, base_url: str) -> None:
+def test_hostile_base_urls_are_refused(clocked_emu: Emulator, base_url: str) -> None:
     with pytest.raises(InvalidInputError) as info:
-        AmoClient(base_url=base_url, auth=provider(emu))
+        AmoClient(base_url=base_url, auth=provider(clocked_emu))
     assert info.value.field == "base_url"
 
 
 @pytest.mark.parametrize("domain", ["amocrm.ru", "amocrm.com", "kommo.com"])
-def test_the_three_domains(emu: Emulator, domain: str) -> None:
-    amo = AmoClient(subdomain="my-shop1", domain=domain, auth=provider(emu))
+def test_the_three_domains(clocked_emu: Emulator, domain: str) -> None:
+    amo = AmoClient(subdomain="my-shop1", domain=domain, auth=provider(clocked_emu))
     assert str(amo.base_url) == f"https://my-shop1.{domain}"
 
 
@@ -346,9 +331,9 @@ def test_parse_account_host_accepts_account_hosts(value: str, origin: str) -> No
 
 
 @pytest.mark.parametrize("bad_id", ["1/../2", "1", 0, -5, 1.0, True, None, "3177727?x=1"])
-async def test_hostile_ids_never_reach_the_wire(emu: Emulator, bad_id: Any) -> None:
-    auth = provider(emu, MemoryTokenStore(expired_set(emu)))
-    async with client(emu, auth) as amo:
+async def test_hostile_ids_never_reach_the_wire(clocked_emu: Emulator, bad_id: Any) -> None:
+    auth = provider(clocked_emu, MemoryTokenStore(expired_set(clocked_emu)))
+    async with client(clocked_emu, auth) as amo:
         for call in (
             amo.pipelines.get(bad_id),
             amo.pipelines.delete(bad_id),
@@ -357,7 +342,7 @@ async def test_hostile_ids_never_reach_the_wire(emu: Emulator, bad_id: Any) -> N
         ):
             with pytest.raises(InvalidInputError):
                 await call
-    assert emu.request_log == []
+    assert clocked_emu.request_log == []
 
 
 @pytest.mark.parametrize(
@@ -372,29 +357,31 @@ async def test_hostile_ids_never_reach_the_wire(emu: Emulator, bad_id: Any) -> N
         "/oauth2/access_token/../x",
     ],
 )
-async def test_raw_request_paths_are_checked(emu: Emulator, path: str) -> None:
-    async with client(emu, provider(emu, MemoryTokenStore(expired_set(emu)))) as amo:
+async def test_raw_request_paths_are_checked(clocked_emu: Emulator, path: str) -> None:
+    async with client(
+        clocked_emu, provider(clocked_emu, MemoryTokenStore(expired_set(clocked_emu)))
+    ) as amo:
         with pytest.raises(InvalidInputError) as info:
             await amo.request("GET", path)
     assert info.value.field == "path"
-    assert emu.request_log == []
+    assert clocked_emu.request_log == []
 
 
-async def test_a_redirect_to_another_host_is_not_followed(emu: Emulator) -> None:
+async def test_a_redirect_to_another_host_is_not_followed(clocked_emu: Emulator) -> None:
     """The account answers 307 towards another origin (here: the emulator): the SDK reports
     it and the token never reaches the other host."""
 
     async def redirect(request: web.Request) -> web.Response:
-        raise web.HTTPTemporaryRedirect(emu.url + request.path_qs)
+        raise web.HTTPTemporaryRedirect(clocked_emu.url + request.path_qs)
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", redirect)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
-        tokens = expired_set(emu)
+        tokens = expired_set(clocked_emu)
         fresh = TokenSet(tokens.access_token, tokens.refresh_token, 4e9)
-        auth = provider(emu, MemoryTokenStore(fresh))
+        auth = provider(clocked_emu, MemoryTokenStore(fresh))
         async with AmoClient(
             base_url=f"http://127.0.0.1:{server.port}", auth=auth, retry=RetryPolicy(max_attempts=1)
         ) as amo:
@@ -403,20 +390,23 @@ async def test_a_redirect_to_another_host_is_not_followed(emu: Emulator) -> None
     finally:
         await server.close()
     assert info.value.status == 307
-    assert emu.request_log == []
+    assert clocked_emu.request_log == []
 
 
 async def test_the_emulator_token_endpoint_is_reachable_only_through_the_account_origin(
-    emu: Emulator,
+    clocked_emu: Emulator,
 ) -> None:
     """The provider posts to the client's own origin, never to a configured or redirected
     one: check the request the emulator saw."""
-    auth = provider(emu, MemoryTokenStore(expired_set(emu)))
-    async with client(emu, auth) as amo:
+    auth = provider(clocked_emu, MemoryTokenStore(expired_set(clocked_emu)))
+    async with client(clocked_emu, auth) as amo:
         await amo.pipelines.list()
-    entry = token_entries(emu)[0]
+    entry = token_entries(clocked_emu)[0]
     assert entry.method == "POST" and entry.query == ""
     # The endpoint itself takes no GET.
-    async with aiohttp.ClientSession() as session, session.get(emu.url + TOKEN_PATH) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(clocked_emu.url + TOKEN_PATH) as response,
+    ):
         assert response.status == 405
         assert json.loads(await response.read())["status"] == 405

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.constants import FIRST, MAIN, PIPELINES, TOKEN_PATH
 
 from amo_pipelines import (
     AccountBlockedError,
@@ -35,23 +36,20 @@ from amo_pipelines import (
     NotFoundError,
     OAuth2,
     PipelineUpdate,
+    RateLimiter,
     Request,
     RequestNotSentError,
     Response,
     ResponseLostError,
+    RetryPolicy,
     ServerError,
     StatusUpdate,
     TokenRevokedError,
     TokenSet,
     UnauthorizedError,
 )
-from amo_pipelines.budget.limiter import RateLimiter
 from amo_pipelines.emulator import Emulator, EmulatorConfig, Fault
-from amo_pipelines.http.retry import RetryPolicy
 
-PIPELINES = "/api/v4/leads/pipelines"
-TOKEN_PATH = "/oauth2/access_token"
-MAIN, FIRST = 3177727, 32392159
 CLIENT_SECRET = "client-SECRET-3e8a61f0"
 LONG_LIVED = "long-lived-SECRET-77d1"
 

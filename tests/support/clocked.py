@@ -6,16 +6,12 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-from amo_pipelines import AmoClient
-from amo_pipelines.budget.limiter import RateLimiter
-from amo_pipelines.http.circuit import CircuitBreaker
-from amo_pipelines.http.clock import FakeClock
-from amo_pipelines.http.retry import RetryPolicy
+from amo_pipelines import AmoClient, CircuitBreaker, FakeClock, RateLimiter, RetryPolicy
 from amo_pipelines.testing import MockTransport
+from support.constants import ACCOUNT as ACCOUNT  # test_problem.py imports it from here
 
 T = TypeVar("T")
 TOKEN = "tok-SECRET-clocked-0b1e"
-ACCOUNT = "example.amocrm.ru"
 
 
 def clocked_client(

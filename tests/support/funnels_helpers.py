@@ -11,26 +11,22 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from amo_pipelines import (
+    NO_RETRY,
     AmoClient,
     DescriptionInput,
     NewPipeline,
     NewStatus,
+    RateLimiter,
     StatusColor,
 )
-from amo_pipelines.budget.limiter import RateLimiter
-from amo_pipelines.emulator import Emulator, EmulatorConfig
+from amo_pipelines.emulator import Emulator
 from amo_pipelines.funnels import FunnelsSpec
 from amo_pipelines.funnels._order import nearest_palette_color
-from amo_pipelines.http.retry import NO_RETRY
+from support.emulated import unlimited_config
 
 
-def config(**kwargs: Any) -> EmulatorConfig:
-    kwargs.setdefault("token_rps", None)
-    kwargs.setdefault("account_rps", None)
-    return EmulatorConfig(**kwargs)
-
-
-def client(emu: Emulator, **kwargs: Any) -> AmoClient:
+def funnels_client(emu: Emulator, **kwargs: Any) -> AmoClient:
+    """A client sending each request once, in chunks of 97, with no rate limit of its own."""
     limiter = RateLimiter(integration_limit=None, account_limit=None, max_in_flight=None)
     kwargs.setdefault("retry", NO_RETRY)
     return AmoClient(
@@ -44,12 +40,13 @@ def client(emu: Emulator, **kwargs: Any) -> AmoClient:
 
 @contextlib.asynccontextmanager
 async def account(**kwargs: Any) -> AsyncIterator[tuple[Emulator, AmoClient]]:
-    async with Emulator(config(**kwargs)) as emu, client(emu) as amo:
+    async with Emulator(unlimited_config(**kwargs)) as emu, funnels_client(emu) as amo:
         yield emu, amo
 
 
-def writes(emu: Emulator) -> list[tuple[str, str]]:
-    return [(e.method, e.path) for e in emu.request_log if e.method != "GET"]
+def funnel(name: str) -> dict[str, Any]:
+    """A funnels file's data: one pipeline ``name`` with five statuses."""
+    return {"pipelines": [{"name": name, "statuses": [{"name": f"{name} {i}"} for i in range(5)]}]}
 
 
 async def fill_source(amo: AmoClient) -> None:

@@ -19,21 +19,27 @@ from typing import Any
 
 import pytest
 from support import spec_examples as P
+from support.constants import PIPELINES
 from yarl import URL
 
 from amo_pipelines import (
     AmoClient,
     AuthorizationRequiredError,
+    AuthProvider,
     BadRequestError,
     ClientClosedError,
+    FakeClock,
     FileTokenStore,
     InvalidInputError,
     LongLivedToken,
     MemoryTokenStore,
     OAuth2,
+    RateLimiter,
+    Request,
     RequestNotSentError,
     Response,
     ResponseLostError,
+    RetryPolicy,
     ServerError,
     TokenRevokedError,
     TokenSet,
@@ -43,19 +49,13 @@ from amo_pipelines import (
     UnexpectedResponseError,
 )
 from amo_pipelines.auth import tokens as tokens_module
-from amo_pipelines.auth.oauth import AuthProvider
-from amo_pipelines.budget.limiter import RateLimiter
 from amo_pipelines.http.chain import AuthPolicy
-from amo_pipelines.http.clock import FakeClock
-from amo_pipelines.http.retry import RetryPolicy
 from amo_pipelines.testing import MockTransport, json_response, problem_response
-from amo_pipelines.transport.base import Request
 
 NOW = 1_700_000_000.0
 CLIENT_ID = "client-4f1d"
 SECRET = "client-SECRET-9c2e"
 REDIRECT = "https://integration.example/oauth"
-PIPELINES = "/api/v4/leads/pipelines"
 GATE_TIMEOUT = 5.0  # a test that fails while a gate is shut still ends
 
 

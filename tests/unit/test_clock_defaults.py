@@ -7,17 +7,14 @@ from __future__ import annotations
 import asyncio
 
 from support.clocked import TOKEN, drive
+from support.constants import NO_PIPELINES, PIPELINES
 
-from amo_pipelines import AmoClient
+from amo_pipelines import AmoClient, FakeClock, RetryPolicy
 from amo_pipelines.budget.limiter import shared_limiter
 from amo_pipelines.http.circuit import shared_breaker
-from amo_pipelines.http.clock import SYSTEM_CLOCK, FakeClock
-from amo_pipelines.http.retry import RetryPolicy
+from amo_pipelines.http.clock import SYSTEM_CLOCK
 from amo_pipelines.testing import MockTransport, html_response, json_response
 from amo_pipelines.transport import Request, Response
-
-PIPELINES = "/api/v4/leads/pipelines"
-LIST = {"_total_items": 0, "_embedded": {"pipelines": []}}
 
 
 def fake_client(clock: FakeClock, transport: MockTransport) -> AmoClient:
@@ -57,7 +54,7 @@ async def test_the_eighth_request_waits_one_virtual_second() -> None:
 
     def handler(request: Request) -> Response:
         sent.append(clock.now())
-        return json_response(LIST)
+        return json_response(NO_PIPELINES)
 
     async with fake_client(clock, MockTransport(handler)) as amo:
         calls = [amo.request("GET", PIPELINES) for _ in range(8)]
@@ -68,7 +65,7 @@ async def test_the_eighth_request_waits_one_virtual_second() -> None:
 async def test_the_default_breaker_cools_down_on_virtual_time() -> None:
     clock = FakeClock()
     blocked = html_response(403, "<html><title>Blocked</title></html>")
-    transport = MockTransport(lambda request: json_response(LIST)).add(blocked)
+    transport = MockTransport(lambda request: json_response(NO_PIPELINES)).add(blocked)
     async with fake_client(clock, transport) as amo:
         first = await asyncio.gather(amo.request("GET", PIPELINES), return_exceptions=True)
         assert type(first[0]).__name__ == "AccountBlockedError"

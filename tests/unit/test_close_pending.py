@@ -8,33 +8,26 @@ import asyncio
 
 import pytest
 from support.clocked import clocked_client, drive
+from support.constants import ACCOUNT, NO_PIPELINES, PIPELINES
 
 from amo_pipelines import (
+    NO_RETRY,
     AmoClient,
     AmoError,
+    CircuitBreaker,
     ClientClosedError,
+    FakeClock,
     MemoryTokenStore,
     NewPipeline,
     OAuth2,
+    RateLimiter,
     RequestNotSentError,
     ResponseLostError,
+    RetryPolicy,
     TokenSet,
 )
-from amo_pipelines.budget.limiter import RateLimiter
-from amo_pipelines.http.circuit import CircuitBreaker
-from amo_pipelines.http.clock import FakeClock
-from amo_pipelines.http.retry import NO_RETRY, RetryPolicy
 from amo_pipelines.testing import MockTransport, json_response, problem_response
 from amo_pipelines.transport import Request, Response
-
-PIPELINES = "/api/v4/leads/pipelines"
-ACCOUNT = "example.amocrm.ru"
-LIST = {"_total_items": 0, "_embedded": {"pipelines": []}}
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 def recording(clock: FakeClock) -> tuple[MockTransport, list[float]]:
@@ -43,7 +36,7 @@ def recording(clock: FakeClock) -> tuple[MockTransport, list[float]]:
 
     def handler(request: Request) -> Response:
         sent.append(clock.now())
-        return json_response(LIST)
+        return json_response(NO_PIPELINES)
 
     return MockTransport(handler), sent
 
@@ -108,7 +101,7 @@ async def test_calls_waiting_for_the_in_flight_cap_fail_and_requests_on_the_wire
 
     async def slow(request: Request) -> Response:
         await release.wait()
-        return json_response(LIST)
+        return json_response(NO_PIPELINES)
 
     transport = MockTransport(slow)
     amo = clocked_client(transport, clock, limiter=limiter)
@@ -172,7 +165,7 @@ async def test_a_new_call_after_aclose_began_is_refused_and_queues_nothing(
 
     async def slow(request: Request) -> Response:
         await release.wait()
-        return json_response(LIST)
+        return json_response(NO_PIPELINES)
 
     limiter = RateLimiter(clock=clock)
     transport = MockTransport(slow)
@@ -194,7 +187,7 @@ async def test_a_batch_create_waiting_to_reconcile_ends_at_once(clock: FakeClock
     def handler(request: Request) -> Response:
         if request.method == "POST":
             raise ResponseLostError("dropped", method="POST", path=PIPELINES)
-        return json_response(LIST)  # nothing was created (yet)
+        return json_response(NO_PIPELINES)  # nothing was created (yet)
 
     transport = MockTransport(handler)
     amo = clocked_client(transport, clock, reconcile_wait=60.0)
@@ -234,7 +227,7 @@ async def test_a_provider_shared_with_a_closing_client_refreshes_through_the_ope
                 )
             if name == "closing":
                 await release.wait()
-            return json_response(LIST)
+            return json_response(NO_PIPELINES)
 
         return MockTransport(handler)
 

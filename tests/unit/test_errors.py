@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from support import spec_examples as P
+from support.constants import PIPELINES
 
 from amo_pipelines import (
     AccountBlockedError,
@@ -43,8 +44,6 @@ from amo_pipelines.testing import (
     json_response,
     problem_response,
 )
-
-PIPELINES = "/api/v4/leads/pipelines"
 
 VALIDATION_BODY = {
     "validation-errors": [

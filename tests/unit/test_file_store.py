@@ -16,11 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from amo_pipelines import AmoClient
-from amo_pipelines.budget.limiter import RateLimiter
+from amo_pipelines import AmoClient, FakeClock, FileWindowStore, InMemoryWindowStore, RateLimiter
 from amo_pipelines.budget.windows import Denied, Granted, PenaltyRule, Window
-from amo_pipelines.http.clock import FakeClock
-from amo_pipelines.stores import FileWindowStore, InMemoryWindowStore, default_directory
+from amo_pipelines.stores import default_directory
 from amo_pipelines.testing import MockTransport, json_response
 from amo_pipelines.transport import Request, Response
 

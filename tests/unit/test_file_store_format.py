@@ -15,9 +15,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from amo_pipelines import FileWindowStore
 from amo_pipelines.budget._filestate import SUFFIX, Log, State, load
 from amo_pipelines.budget.windows import Denied, Granted, PenaltyRule, Window
-from amo_pipelines.stores import FileWindowStore
 
 ACCOUNT = "acme.amocrm.ru"
 RULE = PenaltyRule(factor=0.5, step=0.1, interval=1.0, minimum=1 / 64)

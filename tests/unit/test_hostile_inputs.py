@@ -18,20 +18,22 @@ from amo_pipelines import (
     AmoClient,
     AmoError,
     BadRequestError,
+    CircuitBreaker,
     DescriptionInput,
     InvalidInputError,
+    Limit,
     LongLivedToken,
     NewPipeline,
     NewStatus,
     OAuth2,
     PipelineUpdate,
+    RateLimiter,
+    RateLimitStoreError,
+    RetryPolicy,
     StatusUpdate,
     TokenSet,
 )
-from amo_pipelines.budget.limiter import Limit, RateLimiter, RateLimitStoreError
 from amo_pipelines.errors import error_from_response
-from amo_pipelines.http.circuit import CircuitBreaker
-from amo_pipelines.http.retry import RetryPolicy
 from amo_pipelines.model import _json
 from amo_pipelines.model.converter import converter
 from amo_pipelines.model.inputs import INT_MAX, INT_MIN

@@ -15,15 +15,16 @@ import pytest
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 from support import spec_examples
 
-from amo_pipelines import DescriptionLevel, StatusColor, StatusType
-from amo_pipelines.model.converter import converter, make_converter
-from amo_pipelines.model.models import (
+from amo_pipelines import (
+    DescriptionLevel,
     Pipeline,
-    PipelineCollection,
     Status,
-    StatusCollection,
+    StatusColor,
     StatusDescription,
+    StatusType,
 )
+from amo_pipelines.model.converter import converter, make_converter
+from amo_pipelines.model.models import PipelineCollection, StatusCollection
 
 MODELS: dict[str, type[Any]] = {
     "PipelineCollection": PipelineCollection,

@@ -10,7 +10,6 @@ UnexpectedResponseError from the call, never later.
 from __future__ import annotations
 
 import pickle
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import attrs
@@ -18,15 +17,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from amo_pipelines import AmoClient, UnexpectedResponseError
+from amo_pipelines import AmoClient, Pipeline, Status, StatusDescription, UnexpectedResponseError
 from amo_pipelines.model.converter import converter, make_converter
 from amo_pipelines.model.models import (
     Deferred,
-    Pipeline,
     PipelineCollection,
-    Status,
     StatusCollection,
-    StatusDescription,
     with_request_id,
 )
 from amo_pipelines.testing import MockTransport, json_response
@@ -176,19 +172,6 @@ WRONG = {
     "id true": {"id": True},
     "description null": {"description": None},
 }
-
-
-@pytest.fixture
-def transport() -> MockTransport:
-    return MockTransport()
-
-
-@pytest.fixture
-async def amo(
-    transport: MockTransport, make_client: Callable[..., AmoClient]
-) -> AsyncIterator[AmoClient]:
-    async with make_client(subdomain="example", transport=transport) as client:
-        yield client
 
 
 @pytest.mark.parametrize("size", [(20, 3), (2, 3)], ids=["deferred", "at once"])

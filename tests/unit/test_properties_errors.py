@@ -13,11 +13,13 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
 from amo_pipelines import (
+    NO_RETRY,
     AccountBlockedError,
     AmoClient,
     ApiError,
@@ -27,7 +29,6 @@ from amo_pipelines import (
     UnexpectedResponseError,
 )
 from amo_pipelines.errors import BODY_KEPT, error_from_response
-from amo_pipelines.http.retry import NO_RETRY
 from amo_pipelines.testing import MockTransport
 from amo_pipelines.transport import Request, Response
 
@@ -198,6 +199,7 @@ def mutated_pipelines(draw: st.DrawFn) -> Any:
     return pipeline
 
 
+@pytest.mark.slow  # ~14 s
 @settings(FAST, max_examples=100)
 @given(body=st.one_of(mutated_pipelines(), st.binary(max_size=50)))
 def test_every_2xx_answer_is_the_model_or_an_unexpected_response(body: Any) -> None:

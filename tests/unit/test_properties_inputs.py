@@ -18,6 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from amo_pipelines import (
+    LOST_STATUS_ID,
+    WON_STATUS_ID,
     DescriptionInput,
     DescriptionLevel,
     InvalidInputError,
@@ -31,7 +33,6 @@ from amo_pipelines import (
     TokenSet,
 )
 from amo_pipelines.model import _json
-from amo_pipelines.model.constants import LOST_STATUS_ID, WON_STATUS_ID
 from amo_pipelines.model.converter import converter
 from amo_pipelines.model.inputs import check_id
 

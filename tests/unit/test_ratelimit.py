@@ -13,18 +13,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from amo_pipelines.budget.limiter import (
-    Admission,
-    Denied,
-    Granted,
-    InMemoryWindowStore,
-    Limit,
-    RateLimiter,
-    RateLimitStoreError,
-    Window,
-    shared_limiter,
-)
-from amo_pipelines.http.clock import FakeClock
+from amo_pipelines import FakeClock, InMemoryWindowStore, Limit, RateLimiter, RateLimitStoreError
+from amo_pipelines.budget.limiter import Admission, Denied, Granted, Window, shared_limiter
 
 ACCOUNT = "acme.amocrm.ru"
 KEY = "fp-1f2e3d4c"  # stands for a token fingerprint

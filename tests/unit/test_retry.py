@@ -5,23 +5,24 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from support.clocked import ACCOUNT, clocked_client, drive
+from support.clocked import clocked_client, drive
+from support.constants import ACCOUNT
 
 from amo_pipelines import (
     BadRequestError,
     BatchError,
+    FakeClock,
     NewStatus,
     NotFoundError,
     PipelineUpdate,
     RateLimitedError,
+    RateLimiter,
     RequestNotSentError,
     RequestTimeoutError,
     ResponseLostError,
+    RetryPolicy,
     ServerError,
 )
-from amo_pipelines.budget.limiter import RateLimiter
-from amo_pipelines.http.clock import FakeClock
-from amo_pipelines.http.retry import RetryPolicy
 from amo_pipelines.testing import (
     MockTransport,
     empty_response,
@@ -64,11 +65,6 @@ def server_error(status: int) -> Response:
     if status == 500:
         return problem_response(500, "Internal error", trace_id="t-1")
     return html_response(status, f"<html><title>{status}</title></html>")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 def timed(clock: FakeClock, transport: MockTransport) -> list[float]:

@@ -8,10 +8,14 @@ from collections import Counter
 import pytest
 from support.clocked import TOKEN, clocked_client, drive
 
-from amo_pipelines import AccountBlockedError, AmoClient, ForbiddenError
-from amo_pipelines.budget.limiter import RateLimiter
-from amo_pipelines.http.circuit import CircuitBreaker
-from amo_pipelines.http.clock import FakeClock
+from amo_pipelines import (
+    AccountBlockedError,
+    AmoClient,
+    CircuitBreaker,
+    FakeClock,
+    ForbiddenError,
+    RateLimiter,
+)
 from amo_pipelines.testing import MockTransport, html_response, json_response, problem_response
 from amo_pipelines.transport import Request, Response
 
@@ -25,11 +29,6 @@ PIPELINE = {
     "_embedded": {"statuses": []},
 }
 BLOCKED = "<html><head><title>403 Forbidden</title></head><body>Blocked</body></html>"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 def recording(clock: FakeClock, answer: Response | None = None) -> tuple[MockTransport, list]:

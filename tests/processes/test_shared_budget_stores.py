@@ -14,9 +14,16 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.constants import ACCOUNT
 
-from amo_pipelines import AccountBlockedError, AmoClient
-from amo_pipelines.budget.limiter import RateLimiter
+from amo_pipelines import (
+    NO_RETRY,
+    AccountBlockedError,
+    AmoClient,
+    CircuitBreaker,
+    FileWindowStore,
+    RateLimiter,
+)
 from amo_pipelines.budget.windows import (
     Blocked,
     Denied,
@@ -25,12 +32,8 @@ from amo_pipelines.budget.windows import (
     SharedWindowStore,
     Window,
 )
-from amo_pipelines.http.circuit import CircuitBreaker
-from amo_pipelines.http.retry import NO_RETRY
-from amo_pipelines.stores import FileWindowStore
 from amo_pipelines.testing import MockTransport, html_response, json_response, problem_response
 
-ACCOUNT = "example.amocrm.ru"
 RULE = PenaltyRule(factor=0.5, step=0.1, interval=1.0, minimum=1 / 64)
 TOKEN_WINDOW = Window("i|example.amocrm.ru|fp-1", 7, 1.0)
 ACCOUNT_WINDOW = Window("a|example.amocrm.ru", 50, 1.0)

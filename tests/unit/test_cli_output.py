@@ -1,21 +1,15 @@
 """The CLI's progress output (rich bars on a terminal, plain lines otherwise) and its
-accounts: OAuth token files, tokens per subdomain, targets files."""
+accounts: tokens per subdomain, targets files. (OAuth token files: processes/test_cli.py.)"""
 
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import pytest
-from support.funnels_helpers import config
 
-from amo_pipelines import AmoClient, FileTokenStore, OAuth2
 from amo_pipelines.cli.accounts import Account, UsageError, load_targets, token_env_names
 from amo_pipelines.cli.output import Reporter
-from amo_pipelines.emulator import Emulator
-
-from .test_cli import run
 
 
 class Terminal(io.StringIO):
@@ -66,42 +60,3 @@ def test_tokens_per_subdomain_and_targets_files(tmp_path: Path) -> None:
     file.write_text("- {base_url: 'https://b.amocrm.ru', token: oops}\n")
     with pytest.raises(UsageError, match="unknown keys"):
         load_targets(str(file))
-
-
-async def test_an_oauth_token_file_is_used_as_is_or_through_oauth2(tmp_path: Path) -> None:
-    tokens = tmp_path / "tokens.json"
-    async with Emulator(config(access_token_lifetime=60)) as emu:
-        cfg = emu.config
-        auth = OAuth2(
-            cfg.oauth_client_id,
-            cfg.oauth_client_secret,
-            cfg.oauth_redirect_uri,
-            store=FileTokenStore(tokens),
-        )
-        async with AmoClient(base_url=emu.url, auth=auth):
-            await auth.exchange_code(emu.issue_code())
-        secret = json.loads(tokens.read_text())["access_token"]
-        env = {"AMO_TOKEN": ""}
-        code, out, err = await run(
-            "export", "--json", "--base-url", emu.url, "--token-file", str(tokens), env=env
-        )
-        assert code == 0, err
-        assert json.loads(out)["pipelines"][0]["name"] == "Воронка"
-        oauth = {
-            "AMO_CLIENT_ID": cfg.oauth_client_id,
-            "AMO_CLIENT_SECRET": cfg.oauth_client_secret,
-            "AMO_REDIRECT_URI": cfg.oauth_redirect_uri,
-        }
-        code, out, err = await run(
-            "export",
-            "--json",
-            "--base-url",
-            emu.url,
-            "--token-file",
-            str(tokens),
-            env={**env, **oauth},
-        )
-        assert code == 0, err
-        assert secret not in out + err
-        code, _, err = await run("export", "--base-url", emu.url, env=env)
-        assert code == 1 and "no token for" in err and "AMO_TOKEN" in err
