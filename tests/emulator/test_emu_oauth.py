@@ -13,7 +13,7 @@ from support.constants import MAIN, PIPELINES, TOKEN_PATH
 from amo_pipelines.emulator import Emulator, EmulatorConfig, Fault
 
 
-class Token:
+class TokenEndpoint:
     """Raw requests to one emulator's token endpoint."""
 
     def __init__(self, session: aiohttp.ClientSession, emu: Emulator) -> None:
@@ -50,8 +50,8 @@ class Token:
 
 
 @pytest.fixture
-def token(session: aiohttp.ClientSession, emu: Emulator) -> Token:
-    return Token(session, emu)
+def endpoint(session: aiohttp.ClientSession, emu: Emulator) -> TokenEndpoint:
+    return TokenEndpoint(session, emu)
 
 
 def grant(reply: Any) -> dict[str, Any]:
@@ -78,63 +78,65 @@ def refused(reply: Any, status: int, hint: str | None) -> dict[str, Any]:
 # --- the two grants -------------------------------------------------------------------------
 
 
-async def test_code_grant_issues_working_tokens(emu: Emulator, token: Token) -> None:
-    data = grant(await token.code(emu.issue_code()))
+async def test_code_grant_issues_working_tokens(emu: Emulator, endpoint: TokenEndpoint) -> None:
+    data = grant(await endpoint.code(emu.issue_code()))
     assert data["expires_in"] == 86400
-    assert await token.api(data["access_token"]) == 200
-    assert await token.api(data["access_token"], "PATCH", json={"name": "x"}) == 200
+    assert await endpoint.api(data["access_token"]) == 200
+    assert await endpoint.api(data["access_token"], "PATCH", json={"name": "x"}) == 200
     assert emu.state.tokens[data["access_token"]].admin
 
 
-async def test_a_non_admin_grant_reads_but_can_not_write(emu: Emulator, token: Token) -> None:
-    data = grant(await token.code(emu.issue_code(admin=False, user_id=7)))
+async def test_a_non_admin_grant_reads_but_can_not_write(
+    emu: Emulator, endpoint: TokenEndpoint
+) -> None:
+    data = grant(await endpoint.code(emu.issue_code(admin=False, user_id=7)))
     assert emu.state.tokens[data["access_token"]].user_id == 7
-    assert await token.api(data["access_token"]) == 200
-    assert await token.api(data["access_token"], "PATCH", json={"name": "x"}) == 403
+    assert await endpoint.api(data["access_token"]) == 200
+    assert await endpoint.api(data["access_token"], "PATCH", json={"name": "x"}) == 403
 
 
-async def test_form_encoded_parameters_work_too(emu: Emulator, token: Token) -> None:
-    grant(await token.post(form=True, grant_type="authorization_code", code=emu.issue_code()))
+async def test_form_encoded_parameters_work_too(emu: Emulator, endpoint: TokenEndpoint) -> None:
+    grant(await endpoint.post(form=True, grant_type="authorization_code", code=emu.issue_code()))
 
 
 async def test_refresh_rotates_and_each_refresh_token_works_once(
-    emu: Emulator, token: Token
+    emu: Emulator, endpoint: TokenEndpoint
 ) -> None:
-    first = grant(await token.code(emu.issue_code()))
-    second = grant(await token.refresh(first["refresh_token"]))
+    first = grant(await endpoint.code(emu.issue_code()))
+    second = grant(await endpoint.refresh(first["refresh_token"]))
     assert second["refresh_token"] != first["refresh_token"]
     assert second["access_token"] != first["access_token"]
     # The refresh revoked the access token issued with the used refresh token.
-    assert await token.api(first["access_token"]) == 401
-    assert await token.api(second["access_token"]) == 200
-    body = refused(await token.refresh(first["refresh_token"]), 401, "Token has been revoked")
+    assert await endpoint.api(first["access_token"]) == 401
+    assert await endpoint.api(second["access_token"]) == 200
+    body = refused(await endpoint.refresh(first["refresh_token"]), 401, "Token has been revoked")
     assert body["title"] == "Unauthorized"
     # The reuse did not spoil the live chain.
-    third = grant(await token.refresh(second["refresh_token"]))
-    assert await token.api(third["access_token"]) == 200
+    third = grant(await endpoint.refresh(second["refresh_token"]))
+    assert await endpoint.api(third["access_token"]) == 200
 
 
-async def test_codes_are_single_use(emu: Emulator, token: Token) -> None:
+async def test_codes_are_single_use(emu: Emulator, endpoint: TokenEndpoint) -> None:
     code = emu.issue_code()
-    grant(await token.code(code))
-    refused(await token.code(code), 400, "Authorization code has been revoked")
+    grant(await endpoint.code(code))
+    refused(await endpoint.code(code), 400, "Authorization code has been revoked")
 
 
 async def test_lifetimes_on_the_emulator_clock(make_emu: Any, session: Any, emu_clock: Any) -> None:
     emu = await make_emu(
         clock=emu_clock, access_token_lifetime=60, refresh_token_lifetime=600, code_lifetime=30
     )
-    token = Token(session, emu)
+    endpoint = TokenEndpoint(session, emu)
     late_code = emu.issue_code()
-    data = grant(await token.code(emu.issue_code()))
+    data = grant(await endpoint.code(emu.issue_code()))
     assert data["expires_in"] == 60
     emu_clock.advance(59.9)
-    assert await token.api(data["access_token"]) == 200
+    assert await endpoint.api(data["access_token"]) == 200
     emu_clock.advance(0.1)
-    assert await token.api(data["access_token"]) == 401
-    refused(await token.code(late_code), 400, "Authorization code has expired")
+    assert await endpoint.api(data["access_token"]) == 401
+    refused(await endpoint.code(late_code), 400, "Authorization code has expired")
     emu_clock.advance(540)  # the refresh token is 600 s old
-    refused(await token.refresh(data["refresh_token"]), 401, "Token has expired")
+    refused(await endpoint.refresh(data["refresh_token"]), 401, "Token has expired")
 
 
 async def test_fractional_lifetimes_are_sent_as_given(make_emu: Any) -> None:
@@ -146,20 +148,20 @@ async def test_fractional_lifetimes_are_sent_as_given(make_emu: Any) -> None:
 # --- what is refused ------------------------------------------------------------------------
 
 
-async def test_unknown_codes_and_refresh_tokens(emu: Emulator, token: Token) -> None:
-    refused(await token.code("nope"), 400, "Cannot decrypt the authorization code")
-    refused(await token.refresh("nope"), 401, "Cannot decrypt the refresh token")
+async def test_unknown_codes_and_refresh_tokens(emu: Emulator, endpoint: TokenEndpoint) -> None:
+    refused(await endpoint.code("nope"), 400, "Cannot decrypt the authorization code")
+    refused(await endpoint.refresh("nope"), 401, "Cannot decrypt the refresh token")
 
 
-async def test_grants_are_bound_to_their_client(emu: Emulator, token: Token) -> None:
+async def test_grants_are_bound_to_their_client(emu: Emulator, endpoint: TokenEndpoint) -> None:
     emu.oauth.register("other", "other-secret", "https://other.example/cb")
     code = emu.issue_code(client_id="other")
-    refused(await token.code(code), 400, "Authorization code was not issued to this client")
+    refused(await endpoint.code(code), 400, "Authorization code was not issued to this client")
     theirs = emu.issue_tokens(client_id="other")
-    refused(await token.refresh(theirs["refresh_token"]), 401, "Token is not linked to client")
+    refused(await endpoint.refresh(theirs["refresh_token"]), 401, "Token is not linked to client")
     # The other client itself can use them.
     as_other = {"client_id": "other", "client_secret": "other-secret"}
-    grant(await token.code(code, redirect_uri="https://other.example/cb", **as_other))
+    grant(await endpoint.code(code, redirect_uri="https://other.example/cb", **as_other))
 
 
 @pytest.mark.parametrize(
@@ -171,11 +173,11 @@ async def test_grants_are_bound_to_their_client(emu: Emulator, token: Token) -> 
         {"redirect_uri": "https://evil.example/cb"},
     ],
 )
-async def test_client_authentication(emu: Emulator, token: Token, params: Any) -> None:
+async def test_client_authentication(emu: Emulator, endpoint: TokenEndpoint, params: Any) -> None:
     code = emu.issue_code()
-    body = refused(await token.code(code, **params), 401, None)
+    body = refused(await endpoint.code(code, **params), 401, None)
     assert body["detail"] == "Client authentication failed"
-    grant(await token.code(code))  # the failed attempt did not spend the code
+    grant(await endpoint.code(code))  # the failed attempt did not spend the code
 
 
 @pytest.mark.parametrize(
@@ -189,7 +191,7 @@ async def test_client_authentication(emu: Emulator, token: Token, params: Any) -
     ],
 )
 async def test_missing_parameters(
-    emu: Emulator, token: Token, grant_type: str, missing: str
+    emu: Emulator, endpoint: TokenEndpoint, grant_type: str, missing: str
 ) -> None:
     params: dict[str, str | None] = {
         "grant_type": grant_type,
@@ -197,11 +199,13 @@ async def test_missing_parameters(
         "refresh_token": emu.issue_tokens()["refresh_token"],
         missing: None,
     }
-    refused(await token.post(**params), 400, f"Check the `{missing}` parameter")
+    refused(await endpoint.post(**params), 400, f"Check the `{missing}` parameter")
 
 
-async def test_unsupported_grant_type(token: Token) -> None:
-    body = refused(await token.post(grant_type="password"), 400, "Check the `grant_type` parameter")
+async def test_unsupported_grant_type(endpoint: TokenEndpoint) -> None:
+    body = refused(
+        await endpoint.post(grant_type="password"), 400, "Check the `grant_type` parameter"
+    )
     assert "not supported" in body["detail"]
 
 
@@ -240,9 +244,9 @@ async def test_only_post(emu: Emulator, session: aiohttp.ClientSession) -> None:
 
 async def test_no_bearer_token_and_no_rate_limit(make_emu: Any, session: Any) -> None:
     emu = await make_emu(token_rps=1, account_rps=2)
-    token = Token(session, emu)
+    endpoint = TokenEndpoint(session, emu)
     for _ in range(6):
-        grant(await token.code(emu.issue_code()))
+        grant(await endpoint.code(emu.issue_code()))
     assert emu.stats.rate_limited == 0
     assert [e.token for e in emu.request_log] == [None] * 6
 
@@ -251,19 +255,19 @@ async def test_a_blocked_account_refuses_the_token_endpoint_too(
     make_emu: Any, session: Any
 ) -> None:
     emu = await make_emu(token_rps=1, block_after=0)
-    token = Token(session, emu)
-    assert await token.api(emu.admin_token) == 200
-    assert await token.api(emu.admin_token) == 429  # blocks the account
-    status, content_type, _ = await token.code(emu.issue_code())
+    endpoint = TokenEndpoint(session, emu)
+    assert await endpoint.api(emu.admin_token) == 200
+    assert await endpoint.api(emu.admin_token) == 429  # blocks the account
+    status, content_type, _ = await endpoint.code(emu.issue_code())
     assert (status, content_type) == (403, "text/html")
     assert emu.request_log[-1].outcome == "blocked"
 
 
-async def test_counters_and_log(emu: Emulator, token: Token) -> None:
-    data = grant(await token.code(emu.issue_code()))
-    grant(await token.refresh(data["refresh_token"]))
-    refused(await token.refresh(data["refresh_token"]), 401, "Token has been revoked")
-    await token.api(emu.admin_token)
+async def test_counters_and_log(emu: Emulator, endpoint: TokenEndpoint) -> None:
+    data = grant(await endpoint.code(emu.issue_code()))
+    grant(await endpoint.refresh(data["refresh_token"]))
+    refused(await endpoint.refresh(data["refresh_token"]), 401, "Token has been revoked")
+    await endpoint.api(emu.admin_token)
     assert emu.stats.token_requests == 3
     assert emu.stats.requests == 4
     assert emu.stats.token_grants == {"authorization_code": 1, "refresh_token": 1}
@@ -276,41 +280,45 @@ async def test_counters_and_log(emu: Emulator, token: Token) -> None:
     assert entries[1].json["refresh_token"] == data["refresh_token"]
 
 
-async def test_scripted_faults_naming_the_path_apply(emu: Emulator, token: Token) -> None:
+async def test_scripted_faults_naming_the_path_apply(
+    emu: Emulator, endpoint: TokenEndpoint
+) -> None:
     code = emu.issue_code()
     emu.faults.add(Fault.status(500), path=TOKEN_PATH)
-    status, _, body = await token.code(code)
+    status, _, body = await endpoint.code(code)
     assert status == 500 and "trace_id" in json.loads(body)
-    grant(await token.code(code))  # nothing was applied: the code still works
+    grant(await endpoint.code(code))  # nothing was applied: the code still works
     assert emu.stats.faults == {"500": 1}
 
 
-async def test_commit_then_drop_spends_the_refresh_token(emu: Emulator, token: Token) -> None:
+async def test_commit_then_drop_spends_the_refresh_token(
+    emu: Emulator, endpoint: TokenEndpoint
+) -> None:
     data = emu.issue_tokens()
     emu.faults.add(Fault.commit_then_drop(), path="/oauth2/*")
     with pytest.raises(aiohttp.ClientConnectionError):
-        await token.refresh(data["refresh_token"])
-    refused(await token.refresh(data["refresh_token"]), 401, "Token has been revoked")
+        await endpoint.refresh(data["refresh_token"])
+    refused(await endpoint.refresh(data["refresh_token"]), 401, "Token has been revoked")
     entry = next(e for e in emu.request_log if e.path == TOKEN_PATH)
     assert (entry.status, entry.processed_status) == (None, 200)
 
 
-async def test_reset_applies_nothing(emu: Emulator, token: Token) -> None:
+async def test_reset_applies_nothing(emu: Emulator, endpoint: TokenEndpoint) -> None:
     data = emu.issue_tokens()
     emu.faults.add(Fault.reset(), path=TOKEN_PATH)
     with pytest.raises(aiohttp.ClientConnectionError):
-        await token.refresh(data["refresh_token"])
-    grant(await token.refresh(data["refresh_token"]))
+        await endpoint.refresh(data["refresh_token"])
+    grant(await endpoint.refresh(data["refresh_token"]))
 
 
 async def test_path_less_and_random_faults_leave_the_endpoint_alone(
     make_emu: Any, session: Any
 ) -> None:
     emu = await make_emu(token_rps=None, account_rps=None, fault_rates={"500": 1.0})
-    token = Token(session, emu)
+    endpoint = TokenEndpoint(session, emu)
     emu.faults.add(Fault.status(503), times=None)  # any path
-    grant(await token.code(emu.issue_code()))
-    assert await token.api(emu.admin_token) == 503
+    grant(await endpoint.code(emu.issue_code()))
+    assert await endpoint.api(emu.admin_token) == 503
     assert emu.faults.scripted[0].hits == 1
 
 
@@ -328,8 +336,8 @@ async def test_config_names_the_client(make_emu: Any, session: Any) -> None:
     )
     assert emu.oauth.clients["cid"].redirect_uri == "https://a.example/"
     assert "sec" not in repr(emu.oauth.clients["cid"])
-    token = Token(session, emu)
-    grant(await token.code(emu.issue_code()))
+    endpoint = TokenEndpoint(session, emu)
+    grant(await endpoint.code(emu.issue_code()))
 
 
 def test_lifetimes_must_be_positive() -> None:

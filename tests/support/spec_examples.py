@@ -17,14 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from amo_pipelines import DescriptionInput, StatusUpdate
+from support.constants import PIPELINES
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "spec_examples.json"
 PAGES = ("leads-pipelines.ru.md", "leads-pipelines.ru.txt", "leads-pipelines.en.txt")
 
-PIPELINES = "/api/v4/leads/pipelines"
-PIPELINE = "/api/v4/leads/pipelines/{id}"
-STATUSES = "/api/v4/leads/pipelines/{pipeline_id}/statuses"
-STATUS = "/api/v4/leads/pipelines/{pipeline_id}/statuses/{id}"
+# The endpoints as the pages write them.
+PIPELINE = PIPELINES + "/{id}"
+STATUSES = PIPELINES + "/{pipeline_id}/statuses"
+STATUS = STATUSES + "/{id}"
 
 # The model each endpoint's response example must structure into.
 RESPONSE_MODEL = {

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 from support import spec_examples as P
+from support.constants import PIPELINES
 from yarl import URL
 
 from amo_pipelines import (
@@ -23,19 +24,19 @@ from amo_pipelines import (
 )
 
 ORIGIN = "https://example.amocrm.ru"
-PIPELINES = f"{ORIGIN}/api/v4/leads/pipelines"
+PIPELINES_URL = ORIGIN + PIPELINES
 
 
 async def test_list_is_mocked(token: str) -> None:
     payload = P.find("leads-pipelines.ru.md", "response", "GET", "/api/v4/leads/pipelines")
     with aioresponses() as m:
-        m.get(PIPELINES, payload=payload, content_type="application/hal+json")
+        m.get(PIPELINES_URL, payload=payload, content_type="application/hal+json")
         async with AmoClient(subdomain="example", access_token=token) as amo:
             pipelines = await amo.pipelines.list()
     assert [p.id for p in pipelines] == [3177727]
     assert pipelines[0].won is not None and pipelines[0].won.color == "#CCFF66"
     ((key, calls),) = m.requests.items()
-    assert key == ("GET", URL(PIPELINES))
+    assert key == ("GET", URL(PIPELINES_URL))
     (call,) = calls
     headers = call.kwargs["headers"]
     assert headers["authorization"] == f"Bearer {token}"
@@ -46,12 +47,12 @@ async def test_list_is_mocked(token: str) -> None:
 async def test_error_status_is_mapped(token: str) -> None:
     with aioresponses() as m:
         m.get(
-            PIPELINES,
+            PIPELINES_URL,
             status=401,
             payload={"title": "Unauthorized", "status": 401, "detail": "Token expired"},
             content_type="application/problem+json",
         )
-        m.get(f"{PIPELINES}/5", status=404, payload={"detail": "Pipeline not found"})
+        m.get(f"{PIPELINES_URL}/5", status=404, payload={"detail": "Pipeline not found"})
         async with AmoClient(subdomain="example", access_token=token) as amo:
             with pytest.raises(UnauthorizedError) as unauthorized:
                 await amo.pipelines.list()
@@ -61,12 +62,12 @@ async def test_error_status_is_mapped(token: str) -> None:
     assert unauthorized.value.path == "/api/v4/leads/pipelines"
     assert not_found.value.detail == "Pipeline not found"
     assert token not in str(unauthorized.value)
-    assert len(m.requests[("GET", URL(PIPELINES))]) == 1
+    assert len(m.requests[("GET", URL(PIPELINES_URL))]) == 1
 
 
 async def test_rate_limit_is_mapped(make_client: Callable[..., AmoClient]) -> None:
     with aioresponses() as m:
-        m.get(f"{PIPELINES}/6", status=429, body="", headers={"Retry-After": "4"})
+        m.get(f"{PIPELINES_URL}/6", status=429, body="", headers={"Retry-After": "4"})
         async with make_client(subdomain="example") as amo:
             with pytest.raises(RateLimitedError) as limited:
                 await amo.pipelines.get(6)
@@ -74,12 +75,12 @@ async def test_rate_limit_is_mapped(make_client: Callable[..., AmoClient]) -> No
 
 
 async def test_body_and_query_are_visible(make_client: Callable[..., AmoClient]) -> None:
-    status_url = f"{PIPELINES}/7/statuses"
+    status_url = f"{PIPELINES_URL}/7/statuses"
     with aioresponses() as m:
         m.post(status_url, payload=P.statuses_json(P.status_json(request_id="0")))
         m.patch(f"{status_url}/8", payload=P.status_json(id=8, name="Новое"))
         m.get(f"{status_url}?with=descriptions", payload=P.statuses_json(), repeat=True)
-        m.get(PIPELINES, payload=P.pipelines_json(P.pipeline_json()))  # reconcile watermark
+        m.get(PIPELINES_URL, payload=P.pipelines_json(P.pipeline_json()))  # reconcile watermark
         async with make_client(subdomain="example") as amo:
             created = await amo.statuses.create(7, [NewStatus(name="Этап", sort=10)])
             updated = await amo.statuses.update(7, 8, StatusUpdate(name="Новое"))
@@ -113,7 +114,7 @@ async def test_transport_failures(
     make_client: Callable[..., AmoClient], exception: Exception, expected: type[Exception]
 ) -> None:
     with aioresponses() as m:
-        m.get(PIPELINES, exception=exception)
+        m.get(PIPELINES_URL, exception=exception)
         async with make_client(subdomain="example") as amo:
             with pytest.raises(expected) as info:
                 await amo.pipelines.list()

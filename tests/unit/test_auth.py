@@ -155,6 +155,7 @@ class FakeAmo:
 
 @pytest.fixture
 def clock() -> FakeClock:
+    """unit/conftest.py's clock, started at NOW: token sets carry wall-clock expiry times."""
     return FakeClock(NOW)
 
 
