@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--to-file",
         metavar="FILE",
-        help="a YAML/JSON list of targets: URLs, or {base_url, token_env | token_file}",
+        help="a YAML/JSON list of targets: URLs, or {base_url, token_env | token_file, name}",
     )
     p.add_argument("--token-file", metavar="PATH", help="an OAuth token file for the source")
     p.add_argument(
@@ -126,6 +126,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
     _lock(p)
+    fleet = p.add_argument_group("fleet (--via taskiq)")
+    fleet.add_argument(
+        "--via",
+        choices=("local", "taskiq"),
+        default="local",
+        help="local: copy in this process (default); taskiq: one task per target on taskiq "
+        "workers (taskiq worker amo_pipelines.fleet.worker:make_broker), progress shown here",
+    )
+    fleet.add_argument(
+        "--broker",
+        metavar="URL",
+        help="the broker's Redis, e.g. redis://localhost:6379/0 (default: $AMO_FLEET_BROKER)",
+    )
+    fleet.add_argument("--job", metavar="NAME", help="the job's name (default: copy-<time>-<id>)")
+    fleet.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop watching after this long (the workers go on; exit 1)",
+    )
 
     demo.add_arguments(
         commands.add_parser(

@@ -21,8 +21,14 @@ from typing import Any
 
 from attrs import frozen
 
-from .. import AmoClient, AuthProvider, FileTokenStore, OAuth2, TokenSet
-from ..model.constants import MAX_CUSTOM_STATUSES_PER_PIPELINE
+from .. import (
+    MAX_CUSTOM_STATUSES_PER_PIPELINE,
+    AmoClient,
+    AuthProvider,
+    FileTokenStore,
+    OAuth2,
+    TokenSet,
+)
 
 
 class UsageError(Exception):
@@ -36,6 +42,8 @@ class Account:
     """``emulator``, ``emulator:empty`` or a base URL."""
     token_env: str | None = None
     token_file: str | None = None
+    name: str | None = None
+    """A label for progress and the id map (``copy --via taskiq``); the host by default."""
 
     @property
     def is_emulator(self) -> bool:
@@ -107,19 +115,35 @@ def account_from_args(base_url: str | None, token_file: str | None) -> Account:
 
 def load_targets(path: str) -> list[Account]:
     """A targets file: a list (YAML or JSON) of base URLs, or of mappings with ``base_url``
-    and optionally ``token_env`` (the variable holding its token) or ``token_file``."""
-    text = Path(path).read_text(encoding="utf-8")
-    data: Any
+    and optionally ``token_env`` (the variable holding its token) or ``token_file``, and
+    ``name`` (its label in progress and the id map; the host by default)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
+    data: Any = None
+    json_error = None
     if text.lstrip().startswith(("[", "{")):
-        data = json.loads(text)
-    else:
-        from ..funnels.errors import ExtraMissingError
+        try:
+            data = json.loads(text)
+        except ValueError as e:  # maybe YAML's flow style: [{base_url: ...}]
+            json_error = e
+    if data is None:
+        from ..funnels import ExtraMissingError
 
         try:
             import yaml
         except ImportError:
+            if json_error is not None:
+                raise UsageError(f"{path}: not valid JSON ({json_error})") from None
             raise ExtraMissingError("PyYAML", f"reading {path}") from None
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            where = getattr(e, "problem_mark", None)
+            line = f":{where.line + 1}" if where is not None else ""
+            kind = "JSON or YAML" if json_error is not None else "YAML"
+            raise UsageError(f"{path}{line}: not valid {kind}") from None
     if isinstance(data, dict) and "targets" in data:
         data = data["targets"]
     if not isinstance(data, list) or not data:
@@ -129,12 +153,15 @@ def load_targets(path: str) -> list[Account]:
         if isinstance(item, str):
             accounts.append(Account(item))
         elif isinstance(item, dict) and isinstance(item.get("base_url"), str):
-            extra = set(item) - {"base_url", "token_env", "token_file"}
+            extra = set(item) - {"base_url", "token_env", "token_file", "name"}
             if extra:
-                raise UsageError(f"{path}: targets[{i}]: unknown keys {sorted(extra)}")
-            accounts.append(
-                Account(item["base_url"], item.get("token_env"), item.get("token_file"))
-            )
+                raise UsageError(f"{path}: targets[{i}]: unknown keys {sorted(map(str, extra))}")
+            for key in ("token_env", "token_file", "name"):
+                value = item.get(key)
+                if value is not None and (not isinstance(value, str) or not value.strip()):
+                    raise UsageError(f"{path}: targets[{i}].{key}: must be a non-empty string")
+            token_env, token_file = item.get("token_env"), item.get("token_file")
+            accounts.append(Account(item["base_url"], token_env, token_file, item.get("name")))
         else:
             raise UsageError(f"{path}: targets[{i}]: expected a URL or a mapping with base_url")
     return accounts

@@ -162,6 +162,15 @@ async def cmd_copy(args: argparse.Namespace) -> int:
     ):
         print("not copied: confirm on a terminal or pass --yes", file=sys.stderr)
         return EXIT_ERROR
+    if args.via == "taskiq":
+        from .fleet import copy_via_taskiq
+
+        code, summary = await copy_via_taskiq(args, source, targets)
+        if args.json:
+            _write(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", None)
+        return code
+    if args.broker or args.job or args.timeout is not None:
+        raise UsageError("--broker, --job and --timeout go with --via taskiq")
     with Reporter(quiet=args.json) as report:
         async with contextlib.AsyncExitStack() as stack:
             src = await stack.enter_async_context(open_account(source))

@@ -77,7 +77,7 @@ class AccountRef:
             return cls(data)
         if not isinstance(data, Mapping):
             raise InvalidInputError("must be a URL or a mapping", field="account")
-        extra = sorted(set(data) - set(_KEYS))
+        extra = sorted(map(str, set(data) - set(_KEYS)))
         if extra:
             raise InvalidInputError(f"unknown keys {extra}", field="account")
         if not isinstance(data.get("base_url"), str):
