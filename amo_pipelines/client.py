@@ -21,8 +21,8 @@ from .errors import (
     UnexpectedResponseError,
     WrongEventLoopError,
 )
-from .http.build import ClosingClock, TokenRoute, account_key, build_chain
-from .http.chain import AuthPolicy, CloseGate, Policy
+from .http.build import ClosingClock, TokenRoute, account_key, chain_policies
+from .http.chain import AuthPolicy, CloseGate, Policy, chain
 from .http.circuit import CircuitBreaker
 from .http.clock import Clock
 from .http.config import ClientConfig
@@ -149,14 +149,14 @@ class AmoClient:
             gate=self._gate,
             check=auth_policy.check,
         )
-        self._handler = build_chain(
+        self._policies = chain_policies(
             config,
-            self._transport,
             gate=self._gate,
             retry=config.retry,
             # Auth outside the throttle: waiting for a token refresh holds no rate-limit slot.
             guards=(auth_policy, self._throttle, BatchStopPolicy(), *config.policies),
         )
+        self._handler = chain(self._policies, self._transport)
         self._headers = sealed_headers(
             {
                 "accept": "application/hal+json, application/problem+json, application/json",

@@ -87,6 +87,10 @@ class LongLivedToken:
     async def token(self) -> str:
         return self._token
 
+    def fixed_token(self) -> str:
+        """The token, which never changes: the client signs requests with it directly."""
+        return self._token
+
     async def on_unauthorized(self, request: Request, response: Response) -> bool:
         return False
 

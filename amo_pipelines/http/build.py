@@ -38,10 +38,14 @@ def build_chain(
 ) -> Handler:
     """``retry`` (bound to ``gate``, waiting on ``config.clock``), then ``guards`` in
     order, then the DEBUG request log, then ``transport``."""
-    return chain(
-        [_Gated(retry, gate, config.clock), *guards, LoggingPolicy(log_bodies=config.log_bodies)],
-        transport,
-    )
+    return chain(chain_policies(config, gate=gate, retry=retry, guards=guards), transport)
+
+
+def chain_policies(
+    config: ClientConfig, *, gate: CloseGate, retry: RetryPolicy, guards: Sequence[Policy] = ()
+) -> list[Policy]:
+    """The policies :func:`build_chain` composes, outermost first."""
+    return [_Gated(retry, gate, config.clock), *guards, LoggingPolicy(log_bodies=config.log_bodies)]
 
 
 def account_key(url: URL) -> str:

@@ -16,7 +16,7 @@ from attrs import evolve
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from ..auth.providers import AuthProvider, KnowsTokenDue
+from ..auth.providers import AuthProvider, KnowsTokenDue, LongLivedToken
 from ..errors import (
     ClientClosedError,
     RateLimitedError,
@@ -155,6 +155,9 @@ class AuthPolicy:
     def __init__(self, provider: AuthProvider, origin: URL) -> None:
         self._provider = provider
         self._origin = (origin.scheme, origin.host, origin.port)
+        # A fixed token: exactly LongLivedToken (a subclass may change token() or
+        # on_unauthorized), whose token never changes and whose 401 is final.
+        self._fixed = provider.fixed_token() if type(provider) is LongLivedToken else None
         self._ready = provider.ready_token if isinstance(provider, KnowsTokenDue) else None
         # Requests carry one of a few header sets the client sealed once: each set's
         # signed copy is kept for the current token instead of being rebuilt per request.
@@ -181,7 +184,33 @@ class AuthPolicy:
             url=request.url,
             headers=self._sign(request.headers, token),
             body=request.body,
+            idempotent=request.idempotent,
         )
+
+    def wrap(self, next: Handler) -> Handler:
+        """For :func:`chain`: with a fixed token, a request for the account's origin is
+        signed and handed on without a frame of its own (what :meth:`send` would do)."""
+        token, origin = self._fixed, self._origin
+        if token is None:
+            return partial(self.send, next=next)
+        sign, send = self._sign, self.send
+
+        def handler(request: Request) -> Awaitable[Response]:
+            url = request.url
+            if (url.scheme, url.host, url.port) != origin:
+                return send(request, next)
+            headers = sign(request.headers, token)
+            return next(
+                Request(
+                    method=request.method,
+                    url=url,
+                    headers=headers,
+                    body=request.body,
+                    idempotent=request.idempotent,
+                )
+            )
+
+        return handler
 
     @property
     def check(self) -> Callable[[Request], None] | None:

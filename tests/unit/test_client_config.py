@@ -217,3 +217,19 @@ async def test_the_demo_counts_requests_with_a_policy() -> None:
     async with client(transport, retry=RetryPolicy(max_attempts=2), policies=[counter]) as amo:
         await amo.request("GET", PATH)
     assert counter.statuses == Counter({429: 1, 200: 1}) and counter.requests == 2
+
+
+async def test_a_policy_sees_the_request_as_the_caller_marked_it() -> None:
+    seen: list[Request] = []
+
+    class Look:
+        async def send(self, request: Request, next: Handler) -> Response:
+            seen.append(request)
+            return await next(request)
+
+    transport = MockTransport(lambda request: json_response(EMPTY))
+    async with client(transport, policies=[Look()]) as amo:
+        await amo.request("PATCH", PATH, json={"name": "x"}, idempotent=False)
+    (request,) = seen
+    assert request.idempotent is False and request.method == "PATCH"
+    assert request.body == b'{"name":"x"}' and request.headers["content-type"] == "application/json"
