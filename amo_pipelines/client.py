@@ -283,7 +283,7 @@ class AmoClient:
         body: bytes | None = None,
         idempotent: bool | None = None,
     ) -> Response:
-        """Send one request through the pipeline; return a 2xx response or raise
+        """Send one request through the request chain; return a 2xx response or raise
         the :class:`ApiError` subclass for the status.
 
         The body is ``json`` encoded (a value that cannot be is :class:`InvalidInputError`,
@@ -394,7 +394,8 @@ def _transport(
 
 
 def _reconcile_wait(value: float | None, transport: Transport) -> float:
-    """The processing horizon batch creates wait out before resending (see ``_batch``)."""
+    """The processing horizon batch creates wait out before resending (see
+    :mod:`amo_pipelines.resources.batch`)."""
     if value is None:
         total = getattr(getattr(transport, "timeout", None), "total", None)
         return 2.0 * total if isinstance(total, (int, float)) and total > 0 else 120.0

@@ -132,7 +132,7 @@ class CloseGate:
 
 
 class TokenDue(Exception):
-    """Inside the pipeline only: the access token a request carries fell due (or was
+    """Inside the request chain only: the access token a request carries fell due (or was
     replaced) while the request waited for its rate-limit slot. Nothing was sent; the slot
     goes back and :class:`AuthPolicy` fetches the current token."""
 
