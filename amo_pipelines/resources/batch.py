@@ -51,49 +51,51 @@ fields in the same scope during the call (it may be adopted as ours, and ours re
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Hashable, Sequence
-from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Literal, TypeVar
 
 from ..errors import (
     AmoError,
-    BatchError,
-    ForbiddenError,
-    GatewayTimeoutError,
     InvalidInputError,
-    PaymentRequiredError,
     SkippedError,
-    UnauthorizedError,
     UnexpectedResponseError,
-    UnknownOutcomeError,
-    UnprocessableEntityError,
 )
 from ..http.clock import Clock
 from ..model import _json
 from ..model.constants import MAX_ITEMS_PER_REQUEST
 from ..model.converter import converter
 from ..model.inputs import NewPipeline, NewStatus
-from ..model.models import Pipeline, Status, with_request_id
+from ..model.models import Pipeline, Status
+from ._create import Create, Gate
+from ._outcome import (
+    ACCOUNT_REFUSALS,
+    CREATE_REFUSALS,
+    BatchStopPolicy,
+    Outcome,
+    batch_call,
+    run_all,
+    unknown_outcome,
+)
 
-if TYPE_CHECKING:
-    from ..http.chain import Handler
-    from ..transport.base import Request, Response
+__all__ = [
+    "ACCOUNT_REFUSALS",
+    "CREATE_REFUSALS",
+    "BatchStopPolicy",
+    "Batches",
+    "OnAmbiguous",
+    "Watermarks",
+    "assign_request_ids",
+    "check_batch_options",
+    "encode_json",
+    "in_request_order",
+    "run_all",
+]
 
 T = TypeVar("T", Pipeline, Status)
 I = TypeVar("I", NewPipeline, NewStatus)  # noqa: E741
 R = TypeVar("R")
 
 OnAmbiguous = Literal["reconcile", "raise"]
-
-ACCOUNT_REFUSALS: tuple[type[AmoError], ...] = (
-    UnauthorizedError,
-    PaymentRequiredError,
-    ForbiddenError,
-)
-"""Answers that refuse every request alike: the rest of a batch would be refused too."""
-CREATE_REFUSALS = (*ACCOUNT_REFUSALS, UnprocessableEntityError)
-"""For creates, a 422 is an account limit (pipelines per account, statuses per pipeline)."""
 
 
 def assign_request_ids(items: Sequence[NewPipeline | NewStatus]) -> list[str]:
@@ -143,88 +145,6 @@ def encode_json(value: object, where: str) -> bytes:
         return _json.dumps(value)
     except (TypeError, ValueError) as e:  # orjson: lone surrogates, ints beyond 64 bits
         raise InvalidInputError(f"cannot be sent as JSON ({e})", field=where) from e
-
-
-async def run_all(coroutines: Sequence[Coroutine[Any, Any, None]]) -> None:
-    """Run coroutines concurrently and return when every one has finished.
-
-    If the caller is cancelled, every one of them is cancelled and awaited before the
-    cancellation goes on: nothing keeps running (or sending) behind a call that ended.
-    """
-    tasks = [asyncio.ensure_future(c) for c in coroutines]
-    if not tasks:
-        return
-    try:
-        await asyncio.wait(tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        while not all(task.done() for task in tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait(tasks)
-        raise
-
-
-_batch_call: ContextVar[_Outcome[Any] | None] = ContextVar("amo_pipelines_batch", default=None)
-"""The batch call the current task is sending a chunk (or a fan-out call) for."""
-
-
-class BatchStopPolicy:
-    """Refuses a batch's request that got its rate-limit grant after the batch stopped.
-
-    A batch stops when a request is refused for the whole account (or, for ordered chunks,
-    when one fails): requests of the same batch still queued for a grant must then not go
-    out. It sits just inside the throttle, so the check comes after the wait.
-    """
-
-    def wrap(self, next: Handler) -> Handler:
-        """For :func:`~amo_pipelines.http.chain.chain`: no frame of its own per request."""
-        current = _batch_call.get
-
-        def handler(request: Request) -> Awaitable[Response]:
-            call = current()
-            if call is not None and call.stop is not None:
-                return _skip(call.stop)
-            return next(request)
-
-        return handler
-
-    async def send(self, request: Request, next: Handler) -> Response:
-        return await self.wrap(next)(request)  # chain() calls wrap() once instead
-
-
-async def _skip(stop: AmoError) -> Response:
-    raise SkippedError(stop)
-
-
-class _Gate:
-    """Per scope: any number of sends at once, or one reconciliation listing alone."""
-
-    def __init__(self) -> None:
-        self._sends = 0
-        self._drained = asyncio.Event()
-        self._drained.set()
-        self._reconciling = asyncio.Lock()
-
-    @contextlib.asynccontextmanager
-    async def send(self) -> AsyncIterator[None]:
-        while self._reconciling.locked():
-            async with self._reconciling:
-                pass  # wait for the listing to end; no await between check and count
-        self._sends += 1
-        self._drained.clear()
-        try:
-            yield
-        finally:
-            self._sends -= 1
-            if not self._sends:
-                self._drained.set()
-
-    @contextlib.asynccontextmanager
-    async def alone(self) -> AsyncIterator[None]:
-        async with self._reconciling:
-            await self._drained.wait()
-            yield
 
 
 class Watermarks:
@@ -284,16 +204,16 @@ class Batches:
         self.watermarks = Watermarks()
         self._list_pipelines = list_pipelines
         self._seeding: asyncio.Future[Sequence[Pipeline]] | None = None
-        self._gates: dict[Hashable, _Gate] = {}
+        self._gates: dict[Hashable, Gate] = {}
         # Ids that a create call of this client recorded, per entity kind; only calls in
         # flight need them (a finished call's ids are below every later watermark).
         self._claimed: dict[str, set[int]] = {"pipeline": set(), "status": set()}
         self._active = 0
 
-    def gate(self, scope: Hashable) -> _Gate:
+    def gate(self, scope: Hashable) -> Gate:
         gate = self._gates.get(scope)
         if gate is None:
-            gate = self._gates[scope] = _Gate()
+            gate = self._gates[scope] = Gate()
         return gate
 
     async def seed_watermarks(self) -> None:
@@ -340,7 +260,7 @@ class Batches:
         if mode == "reconcile":
             await self.seed_watermarks()
         watermark = self.watermarks.pipeline if kind == "pipeline" else self.watermarks.status
-        call = _Create(
+        call = Create(
             self,
             items,
             request_ids,
@@ -370,205 +290,23 @@ class Batches:
         rest before they are sent. If nothing succeeded because of such a refusal, it is
         raised itself; any other failure gives :class:`BatchError`.
         """
-        outcome: _Outcome[R] = _Outcome(len(calls), ACCOUNT_REFUSALS)
+        outcome: Outcome[R] = Outcome(len(calls), ACCOUNT_REFUSALS)
 
         async def attempt(i: int) -> None:
             if outcome.stop is not None:
                 outcome.fail(i, SkippedError(outcome.stop))
                 return
-            marker = _batch_call.set(outcome)
+            marker = batch_call.set(outcome)
             try:
                 outcome.results[i] = await calls[i]()
             except AmoError as e:
                 outcome.fail(i, e)
             except Exception as e:
-                outcome.fail(i, _unknown(e))
+                outcome.fail(i, unknown_outcome(e))
             finally:
-                _batch_call.reset(marker)
+                batch_call.reset(marker)
 
         if calls:
             await attempt(0)
             await run_all([attempt(i) for i in range(1, len(calls))])
         return outcome.result()
-
-
-def _unknown(error: Exception) -> UnknownOutcomeError:
-    failure = UnknownOutcomeError(
-        f"failed with {type(error).__name__}: {error}; it may have been applied", cause=error
-    )
-    failure.__cause__ = error
-    return failure
-
-
-class _Outcome(Generic[R]):
-    """Results and errors by input position, and the failure that stopped the rest."""
-
-    def __init__(self, size: int, refusals: tuple[type[AmoError], ...]) -> None:
-        self.results: list[R | None] = [None] * size
-        self.errors: dict[int, AmoError] = {}
-        self.stop: AmoError | None = None
-        self._refusals = refusals
-
-    def fail(self, position: int, error: AmoError, *, stops: bool = False) -> None:
-        self.errors[position] = error
-        if self.stop is None and (stops or isinstance(error, self._refusals)):
-            self.stop = error
-
-    def result(self) -> list[R]:
-        if not self.errors:
-            return self.results  # type: ignore[return-value]
-        causes = {id(e): e for e in self.errors.values() if not isinstance(e, SkippedError)}
-        if len(causes) == 1 and len(self.errors) == len(self.results):
-            [cause] = causes.values()
-            if not cause.may_have_been_processed:
-                raise cause  # one refusal, nothing written: the API error itself
-        raise BatchError(self.results, self.errors)
-
-
-class _Create(Generic[I, T]):
-    """One create call over any number of items (see the module docstring)."""
-
-    def __init__(
-        self,
-        batches: Batches,
-        items: Sequence[I],
-        request_ids: Sequence[str],
-        bodies: Sequence[bytes],
-        *,
-        claimed: set[int],
-        gate: _Gate,
-        send: Callable[[bytes, Sequence[str]], Awaitable[list[T]]],
-        list_existing: Callable[[], Awaitable[Sequence[T]]],
-        matches: Callable[[I, T], bool],
-        watermark: int,
-        reconcile: bool,
-        ordered: bool,
-    ) -> None:
-        self._batches = batches
-        self._items: Sequence[I] = items
-        self._request_ids = request_ids
-        self._bodies = bodies
-        self._claimed = claimed
-        self._gate = gate
-        self._send: Callable[[bytes, Sequence[str]], Awaitable[list[T]]] = send
-        self._list_existing: Callable[[], Awaitable[Sequence[T]]] = list_existing
-        self._matches: Callable[[I, T], bool] = matches
-        self._watermark = watermark
-        self._reconcile_on = reconcile
-        self._ordered = ordered
-        self._outcome: _Outcome[T] = _Outcome(len(items), CREATE_REFUSALS)
-
-    async def run(self, batch_size: int) -> list[T]:
-        positions = list(range(len(self._items)))
-        chunks = [positions[i : i + batch_size] for i in range(0, len(positions), batch_size)]
-        await self._chunk(chunks[0])
-        await self._run_all(chunks[1:])
-        return self._outcome.result()
-
-    async def _run_all(self, chunks: list[list[int]]) -> None:
-        if self._ordered:
-            for chunk in chunks:
-                await self._chunk(chunk)
-        else:
-            await run_all([self._chunk(chunk) for chunk in chunks])
-
-    def _fail(self, positions: Sequence[int], error: AmoError) -> None:
-        for position in positions:
-            if self._outcome.results[position] is None:
-                self._outcome.fail(position, error, stops=self._ordered)
-
-    async def _chunk(self, positions: list[int]) -> None:
-        if self._outcome.stop is not None:
-            skipped = SkippedError(self._outcome.stop)
-            for position in positions:
-                self._outcome.errors[position] = skipped
-            return
-        try:
-            await self._attempts(positions)
-        except AmoError as e:
-            self._fail(positions, e)
-        except Exception as e:
-            self._fail(positions, _unknown(e))
-
-    async def _attempts(self, positions: list[int]) -> None:
-        rounds = 0
-        while positions:
-            if rounds and self._outcome.stop is not None:
-                raise SkippedError(self._outcome.stop)  # another chunk was refused meanwhile
-            try:
-                created = await self._post(positions)
-            except AmoError as e:
-                if (
-                    not e.may_have_been_processed
-                    or not self._reconcile_on
-                    or rounds >= self._batches.max_rounds
-                ):
-                    raise
-                rounds += 1
-                failed_at = self._batches.clock.now()
-                try:
-                    positions = await self._reconcile(positions, failed_at)
-                except AmoError:
-                    # Could not tell what was written: report the original failure,
-                    # which says the items may have been created.
-                    raise e from None
-                if positions:
-                    await self._batches.clock.sleep(self._batches.backoff(rounds))
-                if isinstance(e, GatewayTimeoutError) and len(positions) > 1:
-                    half = len(positions) // 2
-                    await self._run_all([positions[:half], positions[half:]])
-                    return
-                continue
-            for position, result in zip(positions, created, strict=True):
-                self._record(position, result)
-            return
-
-    async def _post(self, positions: list[int]) -> list[T]:
-        marker = _batch_call.set(self._outcome)
-        try:
-            async with self._gate.send():
-                return await self._send(
-                    b"[" + b",".join(self._bodies[p] for p in positions) + b"]",
-                    [self._request_ids[p] for p in positions],
-                )
-        finally:
-            _batch_call.reset(marker)
-
-    def _record(self, position: int, result: T) -> None:
-        item = self._items[position]
-        if result.request_id != item.request_id:
-            result = with_request_id(result, item.request_id)  # show the caller's own id
-        self._outcome.results[position] = result
-        self._claimed.add(result.id)
-
-    async def _reconcile(self, positions: list[int], failed_at: float) -> list[int]:
-        """Record the chunk's items that exist; return those missing both before and after
-        the processing horizon."""
-        missing = await self._adopt(positions)
-        if missing:
-            clock = self._batches.clock
-            await clock.sleep(max(0.0, failed_at + self._batches.reconcile_wait - clock.now()))
-            missing = await self._adopt(missing)
-        return missing
-
-    async def _adopt(self, positions: list[int]) -> list[int]:
-        async with self._gate.alone():
-            existing = await self._list_existing()
-            candidates = sorted(
-                (r for r in existing if r.id > self._watermark and r.id not in self._claimed),
-                key=lambda r: r.id,
-            )
-            missing: list[int] = []
-            last_id = self._watermark
-            for position in positions:
-                item = self._items[position]
-                match = next(
-                    (r for r in candidates if r.id > last_id and self._matches(item, r)), None
-                )
-                if match is None:
-                    missing.append(position)
-                    continue
-                last_id = match.id
-                candidates.remove(match)
-                self._record(position, match)
-            return missing
