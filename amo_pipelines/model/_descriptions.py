@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from itertools import product
 from typing import Any
 
 from ._keys import Keys
@@ -36,6 +37,8 @@ _DATED = ("created_at", "updated_at")
 # The date cache is bounded: the descriptions of one answer share few timestamps, but a
 # long-running process reads many answers.
 _DATES_KEPT = 4096
+# Up to this many descriptions are checked row by row (see Descriptions._by_row).
+_BY_ROW = 12
 
 Row = tuple[Any, ...]
 
@@ -53,6 +56,7 @@ class Descriptions:
         # Dates are checked by value (self.date); no set of types for them.
         self._allowed = tuple(None if n in _DATED else frozenset(_TYPES[n]) for n in FIELDS)
         self._dated = tuple(FIELDS.index(n) for n in _DATED)
+        self._good = frozenset(product(*(_TYPES[n] for n in FIELDS)))
         self.dates: dict[str | None, datetime | None] = {None: None}
         self._builder = builder(StatusDescription)
 
@@ -79,8 +83,8 @@ class Descriptions:
             rows = list(map(self.keys.getter, items))
         except (KeyError, TypeError):  # a missing field, or an item that is no object
             return None
-        if not rows:
-            return rows
+        if len(rows) <= _BY_ROW:
+            return self._by_row(rows)
         # Column by column: a set check of value types runs at C speed (20 ns a value;
         # a tuple of types per row took 330 ns a row).
         columns = list(zip(*rows, strict=True))
@@ -92,6 +96,23 @@ class Descriptions:
                 for value in set(columns[at]):
                     self.date(value)
         except (TypeError, ValueError):  # no str (or unhashable), or no date
+            return None
+        return rows
+
+    def _by_row(self, rows: list[Row]) -> list[Row] | None:
+        """:meth:`rows` for a few: each row's tuple of value types looked up among the
+        allowed ones (the column checks cost 2.5 us whatever the number)."""
+        good, date, dates = self._good, self.date, self.dates
+        created, updated = self._dated
+        try:
+            for row in rows:
+                if tuple(map(type, row)) not in good:
+                    return None
+                if row[created] not in dates:
+                    date(row[created])
+                if row[updated] not in dates:
+                    date(row[updated])
+        except ValueError:  # a date string that is no date
             return None
         return rows
 

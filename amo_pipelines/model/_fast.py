@@ -100,13 +100,13 @@ class FastStatuses:
         return (self._keys.getter, *map(key, _OPTIONAL))
 
     def _follow(self, first: Any) -> tuple[Any, ...]:
-        """The lookups, following the key objects of an answer's first status."""
+        """The lookups, following the key objects of an answer's first status (and of its
+        links, where the status's own keys had changed: they come from one cache)."""
         keys = self._keys
-        changed = keys.follow(first)
-        if type(first) is dict and type(links := first.get("_links")) is dict:
-            changed = keys.follow(links) or changed
-            changed = keys.follow(links.get("self")) or changed
-        if changed:
+        if keys.follow(first):
+            if type(links := first.get("_links")) is dict:
+                keys.follow(links)
+                keys.follow(links.get("self"))
             self._lookups = self._lookup()
         return self._lookups
 

@@ -34,10 +34,15 @@ class Keys:
     def follow(self, sample: Any) -> bool:
         """Takes ``sample``'s key objects where they are not the ones in use; True when
         it did (the caller then asks :meth:`key` again). ``sample`` is one decoded object
-        of the answer: checking its keys costs about 40 ns each."""
+        of the answer. Its first key alone is checked when it is one of ours and already
+        in use (all of an answer's keys come from the same cache): 0.1 us, not 0.5."""
         if type(sample) is not dict:
             return False
         canon = self._canon
+        for key in sample:
+            if canon.get(key) is key:
+                return False
+            break
         changed = False
         for key in sample:
             mine = canon.get(key)
