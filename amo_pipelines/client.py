@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
+import attrs
 from attrs import evolve
 from yarl import URL
 
@@ -21,14 +22,13 @@ from .errors import (
     UnexpectedResponseError,
     WrongEventLoopError,
 )
-from .http.build import ClosingClock, TokenRoute, account_key, chain_policies
-from .http.chain import AuthPolicy, CloseGate, Policy, chain
+from .http.build import ClosingClock, TokenRoute, api_chain, request_headers
+from .http.chain import CloseGate, Policy
 from .http.circuit import CircuitBreaker
 from .http.clock import Clock
 from .http.config import ClientConfig
 from .http.problem import problem_of
 from .http.retry import RetryPolicy
-from .http.throttle import ThrottlePolicy
 from .http.urls import account_url, check_path
 from .model import _json
 from .model.converter import converter
@@ -36,7 +36,7 @@ from .resources.batch import Batches, BatchStopPolicy, OnAmbiguous, encode_json
 from .resources.pipelines import PipelinesAPI
 from .resources.statuses import StatusesAPI
 from .transport.aiohttp import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport
-from .transport.base import Request, Response, Transport, sealed_headers
+from .transport.base import Request, Response, Transport
 
 T = TypeVar("T")
 
@@ -112,59 +112,26 @@ class AmoClient:
         user_agent: str | None = None,
         policies: Sequence[Policy] | None = None,
     ) -> None:
+        arguments = locals()
+        given = {name: arguments[name] for name in _CONFIG_FIELDS}
+        self.config = config = _configure(config, given)
         self.base_url = account_url(base_url=base_url, subdomain=subdomain, domain=domain)
         self._auth = _provider(access_token, auth)
-        if clock is None and config is None and isinstance(retry, RetryPolicy):
-            clock = retry.clock  # a retry policy on a FakeClock puts the client on it
-        config = _configure(
-            config,
-            timeout=timeout,
-            max_response_bytes=max_response_bytes,
-            log_bodies=log_bodies,
-            rate_limiter=rate_limiter,
-            circuit_breaker=circuit_breaker,
-            retry=retry,
-            batch_size=batch_size,
-            on_ambiguous=on_ambiguous,
-            reconcile_wait=reconcile_wait,
-            clock=clock,
-            user_agent=user_agent,
-            policies=policies,
-        )
-        self.config = config
         self._owns_transport = transport is None
         self._transport = _transport(config, transport, session)
         self._gate = CloseGate()
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None  # the one that first used it
-        auth_policy = AuthPolicy(self._auth, self.base_url)
-        self._throttle = ThrottlePolicy(
-            account=account_key(self.base_url),
-            integration=self._auth.fingerprint,
-            limiter=config.rate_limiter,
-            breaker=config.circuit_breaker,
-            # Without a limiter or breaker of its own, a client on another clock (a
-            # FakeClock) gets defaults driven by that clock, not the shared ones.
-            clock=config.clock,
-            gate=self._gate,
-            check=auth_policy.check,
-        )
-        self._policies = chain_policies(
+        api = api_chain(
             config,
+            self._transport,
+            origin=self.base_url,
+            auth=self._auth,
             gate=self._gate,
-            retry=config.retry,
-            # Auth outside the throttle: waiting for a token refresh holds no rate-limit slot.
-            guards=(auth_policy, self._throttle, BatchStopPolicy(), *config.policies),
+            inner=(BatchStopPolicy(),),
         )
-        self._handler = chain(self._policies, self._transport)
-        self._headers = sealed_headers(
-            {
-                "accept": "application/hal+json, application/problem+json, application/json",
-                "user-agent": config.user_agent,
-            }
-        )
-        # Sealed once: every request takes them as they are, without a copy.
-        self._json_headers = sealed_headers({**self._headers, "content-type": "application/json"})
+        self._handler, self._policies, self._throttle = api.handler, api.policies, api.throttle
+        self._headers, self._json_headers = request_headers(config)
         self.pipelines = PipelinesAPI(self)
         self.statuses = StatusesAPI(self)
         self._batches = Batches(
@@ -349,9 +316,16 @@ class AmoClient:
             raise _unexpected(response, method, path, detail) from e
 
 
-def _configure(config: ClientConfig | None, **fields: Any) -> ClientConfig:
+_CONFIG_FIELDS = frozenset(attrs.fields_dict(ClientConfig))
+"""AmoClient's keyword arguments that fill its :class:`ClientConfig`."""
+
+
+def _configure(config: ClientConfig | None, fields: dict[str, Any]) -> ClientConfig:
     """``config`` (default: the defaults) with the fields given (not ``None``) replaced."""
     given = {name: value for name, value in fields.items() if value is not None}
+    retry = given.get("retry")
+    if "clock" not in given and config is None and isinstance(retry, RetryPolicy):
+        given["clock"] = retry.clock  # a retry policy on a FakeClock puts the client on it
     if config is None:
         return ClientConfig(**given)
     if not isinstance(config, ClientConfig):
