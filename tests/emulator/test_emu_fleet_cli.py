@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.constants import PIPELINES
 
 from amo_pipelines.emulator.__main__ import parse_options
 
 from .cli_process import emulator_cli
-
-PIPELINES = "/api/v4/leads/pipelines"
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="signals differ on Windows")
 
