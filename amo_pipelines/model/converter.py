@@ -11,13 +11,14 @@ documented field is dropped silently. Input classes are unstructured to request 
 holding only the fields the caller set.
 
 It is cattrs' preconfigured orjson converter: bodies are read and written with orjson
-(see :mod:`amo_pipelines.model._json` for why). Responses take a fast path: hand-written hooks
-for the collections, pipelines and statuses check a well-formed answer's JSON types inline
-and fill the frozen models' slots directly, and hand anything else to the hooks cattrs
-generates (which raise, or structure the unusual, as they always did); a large answer's
-status descriptions are checked at parse time and made into objects on first read
-(:class:`~amo_pipelines.model.models.Deferred`). The strict converter uses the generated hooks
-alone.
+(see :mod:`amo_pipelines.model._json` for why). Responses take a fast path
+(:mod:`amo_pipelines.model._fast`): hand-written hooks for the collections, pipelines and
+statuses check a well-formed answer's JSON types and build the models directly, and hand
+anything else to the hooks this module generates (which raise, or structure the unusual,
+as they always did); an answer's status descriptions are all checked at parse time
+(:mod:`amo_pipelines.model._descriptions`), and those of a large answer made into objects
+on first read (:class:`~amo_pipelines.model.models.Deferred`). The strict converter uses
+the generated hooks alone.
 """
 
 from __future__ import annotations

@@ -79,9 +79,10 @@ class Status(_Model):
     descriptions: tuple[StatusDescription, ...] | None = None
     """``None`` when descriptions were not requested (``with_descriptions=False``).
 
-    A response's descriptions are checked when it is parsed (a wrong JSON type or a date
-    that is no date is an :class:`~amo_pipelines.UnexpectedResponseError` from the call)
-    and made into :class:`StatusDescription` objects when first read (see
+    A response's descriptions are all checked when it is parsed (a wrong JSON type or a
+    date that is no date is an :class:`~amo_pipelines.UnexpectedResponseError` from the
+    call, never an error when read). Those of a response with more than 32 are kept as
+    checked values and made into :class:`StatusDescription` objects when first read (see
     :class:`Deferred`); equality, hashing, ``repr``, pickling and ``attrs.evolve`` read
     them like any other field."""
 
@@ -198,7 +199,7 @@ class StatusCollection(_Model):
 
 
 class Deferred:
-    """A field value kept as checked JSON until first read, then structured once.
+    """A field value kept as checked data until first read, then structured once.
 
     Parsing a large account spends most of its time making objects nobody may read (a
     full account holds about 15,000 status descriptions with two dates each): the
