@@ -57,7 +57,7 @@ def table(rounds: list[list[Run]]) -> Table:
         "6b. Where the wall time goes (median [min..max] of the rounds)",
         [
             "run",
-            "critical path: slots x 1 s + answer waits",
+            "critical path: slots x 1 s + answer waits (the last one at)",
             "path: round trips s (server s)",
             "path: client lag s",
             "requests bound by an answer, not a slot: n (s)",
@@ -103,7 +103,8 @@ def table(rounds: list[list[Run]]) -> Table:
         w.add(
             name,
             f"{spread([float(p.windows) for p in paths], '.0f')} + "
-            f"{spread([float(p.hops) for p in paths], '.0f')}",
+            f"{spread([float(p.hops) for p in paths], '.0f')} "
+            f"(last at {spread([p.last_hop for p in paths], '.2f')} s)",
             f"{spread([p.rtt for p in paths], '.2f')} ({spread([p.server for p in paths], '.2f')})",
             spread([p.lag for p in paths], ".2f"),
             f"{spread([s['answer_bound'] for s in sums], '.0f')} "
@@ -155,10 +156,13 @@ TIME_NOTES = [
     "The per-request timeline of the last round is in out/copy_timeline.json.",
     "critical path: from the last answer back, each step is a slot (1 s after an earlier "
     "answer of the same account) or an answer it waited for; wall = slots x 1 s + the "
-    "path's round trips + its client lags, exactly. 7 slots + 2 answer waits: the chain "
-    "that ended last waited for answers only at its start (the source's listing, then its "
-    "read of the main pipeline) and was slot-bound from there on; the copy leaves no due "
-    "slot unused.",
+    "path's round trips + its client lags, exactly. First copy, 7 slots + 2 answer waits, "
+    "the last within the first few hundred ms: the chain that ended last waited for answers "
+    "only at its start (the source's listing, then its read of the main pipeline) and was "
+    "slot-bound from there on, so the copy leaves no due slot unused. Second copy, 1 answer "
+    "wait: the target's own listing (50 pipelines with 97 statuses each, rendered for 21 "
+    "accounts at once and parsed by one client), which every later request needs for its "
+    "pipeline ids.",
     "requests bound by an answer: after each account's first 7, requests whose slot was "
     "due before the answers they needed (target statuses POSTs waiting for the source's "
     "read of their pipeline: the source reads at 7/s too, one request ahead); none is on "

@@ -188,6 +188,8 @@ class Path:
     windows: int = 0
     hops: int = 0
     """Steps on the path that waited for a needed answer rather than a slot."""
+    last_hop: float = 0.0
+    """When the latest of those answers came (seconds from the start)."""
     rtt: float = 0.0
     server: float = 0.0
     lag: float = 0.0
@@ -224,6 +226,7 @@ def critical_path(line: Timeline) -> Path:
             node = (node[0], req.slot_of)
         else:
             path.hops += 1
+            path.last_hop = max(path.last_hop, req.ready)
             node = req.needs
     return path
 
