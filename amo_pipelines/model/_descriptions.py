@@ -73,14 +73,17 @@ class Descriptions:
             self.dates[value] = found
         return found
 
-    def rows(self, items: list[Any]) -> list[Row] | None:
+    def rows(self, items: list[Any]) -> tuple[Row, ...] | None:
         """Each item's values in field order, or None when one is off the track: not an
         object, a field missing, a value of another JSON type, a date string that is no
         date. :meth:`make` cannot fail on the rows returned."""
         if items:
             self.keys.follow(items[0])
         try:
-            rows = list(map(self.keys.getter, items))
+            # A tuple: its slices, kept until first read, are tuples of tuples of JSON
+            # scalars, which the garbage collector stops tracking after one look (lists it
+            # tracks for good, and each collection of the older generations went over them).
+            rows = tuple(map(self.keys.getter, items))
         except (KeyError, TypeError):  # a missing field, or an item that is no object
             return None
         if len(rows) <= _BY_ROW:
@@ -99,7 +102,7 @@ class Descriptions:
             return None
         return rows
 
-    def _by_row(self, rows: list[Row]) -> list[Row] | None:
+    def _by_row(self, rows: tuple[Row, ...]) -> tuple[Row, ...] | None:
         """:meth:`rows` for a few: each row's tuple of value types looked up among the
         allowed ones (the column checks cost 2.5 us whatever the number)."""
         good, date, dates = self._good, self.date, self.dates
@@ -116,7 +119,7 @@ class Descriptions:
             return None
         return rows
 
-    def make(self, rows: list[Row]) -> tuple[StatusDescription, ...]:
+    def make(self, rows: tuple[Row, ...]) -> tuple[StatusDescription, ...]:
         """The descriptions of checked ``rows`` (see :meth:`rows`)."""
         new, made_class, out = object.__new__, StatusDescription, []
         date, dates = self.date, self.dates
