@@ -63,7 +63,7 @@ def table(rounds: list[list[Run]]) -> Table:
             "requests bound by an answer, not a slot: n (s)",
             "RTT ms: median / p90",
             "server ms: median",
-            "up / down ms: median",
+            "up / down ms: median; up spent in other handlers",
             "client lag ms: median / p90",
             "busy: client / server",
         ],
@@ -113,7 +113,8 @@ def table(rounds: list[list[Run]]) -> Table:
             f"{spread([s['rtt_p90'] * ms for s in sums], '.0f')}",
             spread([s["server_median"] * ms for s in sums], ".1f"),
             f"{spread([s['up_median'] * ms for s in sums], '.1f')} / "
-            f"{spread([s['down_median'] * ms for s in sums], '.1f')}",
+            f"{spread([s['down_median'] * ms for s in sums], '.1f')}; "
+            f"{spread([s['up_busy_share'] for s in sums], '.2f')}",
             f"{spread([s['lag_median'] * ms for s in sums], '.1f')} / "
             f"{spread([s['lag_p90'] * ms for s in sums], '.0f')}",
             f"{spread([r.cpu / r.wall for r in runs], '.2f')} / "
@@ -168,10 +169,15 @@ TIME_NOTES = [
     "read of their pipeline: the source reads at 7/s too, one request ahead); none is on "
     "the critical path.",
     "RTT split: up = sent -> the emulator's handler starts, server = the handler, down = "
-    "handler done -> answer read by the client. Under load the round trip is the queue "
-    "before the handler: one emulator process serves ~140 POSTs of 97 statuses per second "
-    "(~3 ms each, plus aiohttp), bunched at each target's slot times. client lag = sent - "
-    "max(due, ready): the SDK's own delay (parsing, planning, the event loop).",
+    "handler done -> answer read by the client; 'up spent in other handlers' = the share "
+    "of all up time during which the emulator ran other requests' handlers (the rest is the "
+    "client's loop writing the request, the kernel and aiohttp's parsing). With 20 targets "
+    "it is most of it: the round trip is the queue before the handler. The emulator process "
+    "is busy under half of the wall time, but the targets' requests come bunched at their "
+    "slot times (~140 POSTs of 97 statuses per second, ~2.5 ms of handler each plus "
+    "aiohttp), and since its windows count a request when the handler starts, that queue "
+    "delays every slot: one server process is the bottleneck of its round trips. client "
+    "lag = sent - max(due, ready): the SDK's own delay (parsing, planning, the event loop).",
     "Lower bound: 7 s of slots + 2 round trips before the first statuses POST + 7 x (round "
     "trip + lag), since each slot opens 1 s after an answer; the reference row is that with "
     "an idle server. The 20-target rows add the server's queueing to every round trip.",

@@ -24,9 +24,10 @@ another account), so wall = windows x 1 s + the round trips and lags on the path
 
 from __future__ import annotations
 
+import bisect
 import statistics
 from collections import Counter, defaultdict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,6 +232,35 @@ def critical_path(line: Timeline) -> Path:
     return path
 
 
+def _busy_between(line: Timeline) -> Callable[[float, float], float]:
+    """Seconds the emulator spent in handlers (of any account) within ``[a, b]``: its
+    handlers run one at a time, so the union of their intervals is its busy time."""
+    spans = sorted(
+        (r.arrived, r.finished)
+        for r in line.all()
+        if r.arrived is not None and r.finished is not None
+    )
+    merged: list[tuple[float, float]] = []
+    for a, b in spans:
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    starts = [a for a, _ in merged]
+    before = [0.0]
+    for a, b in merged:
+        before.append(before[-1] + b - a)
+
+    def busy_until(t: float) -> float:
+        i = bisect.bisect_right(starts, t)
+        if i == 0:
+            return 0.0
+        a, b = merged[i - 1]
+        return before[i - 1] + min(t, b) - a
+
+    return lambda a, b: max(busy_until(b) - busy_until(a), 0.0)
+
+
 def summary(line: Timeline) -> dict[str, float]:
     """Across all requests: how often a chain waited on an answer when its slot was due
     (after each account's first 7, whose slots are free from the start), for how long in
@@ -248,7 +278,18 @@ def summary(line: Timeline) -> dict[str, float]:
         "server_median": statistics.median(r.server for r in reqs),
         "up_median": statistics.median((r.arrived or r.sent) - r.sent for r in reqs),
         "down_median": statistics.median(r.answered - (r.finished or r.answered) for r in reqs),
+        "up_busy_share": _up_busy_share(line, reqs),
     }
+
+
+def _up_busy_share(line: Timeline, reqs: list[Req]) -> float:
+    """Of all the time requests spent between being sent and their handler starting, the
+    share the emulator spent in other requests' handlers (the rest: the client's event loop
+    writing them, the kernel, aiohttp parsing)."""
+    busy = _busy_between(line)
+    ups = [(r.sent, r.arrived) for r in reqs if r.arrived is not None and r.arrived > r.sent]
+    total = sum(b - a for a, b in ups)
+    return sum(busy(a, b) for a, b in ups) / total if total else 0.0
 
 
 def _quantile(values: list[float], q: float) -> float:
