@@ -55,6 +55,7 @@ from .state import DEFAULT_JOB_TTL, JobState, job_key
 APPLY_TASK = "amo_pipelines.fleet.apply"
 COPY_TASK = "amo_pipelines.fleet.copy"
 EXPORT_WAIT = 300.0
+REDIS_CONNECTIONS = 32
 WRITE_METHODS = frozenset({"POST", "PATCH", "DELETE", "PUT"})
 
 
@@ -338,7 +339,14 @@ class FleetTasks:
 
             from ..redis import RedisWindowStore
 
-            redis = aioredis.Redis.from_url(self.settings.redis_url)
+            # A worker runs many accounts at once, each with requests waiting on the shared
+            # budget: redis-py's default pool (100 connections) then raises
+            # MaxConnectionsError, which fails requests unsent. A blocking pool waits for a
+            # connection instead.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.settings.redis_url, max_connections=REDIS_CONNECTIONS, timeout=60
+            )
+            redis = aioredis.Redis.from_pool(pool)
             store = RedisWindowStore(redis, prefix=self.settings.prefix, lease=self.settings.lease)
             self._resources = _Resources(
                 loop=loop,
