@@ -2,11 +2,12 @@
 
 A full account carries about 15,000 descriptions with two dates each, and making them
 was most of its parse time. An answer's descriptions are checked in one go at parse time
-(C-level passes over all of them: every field present, each of its documented JSON type,
-every date parsed), and kept as rows, tuples of their values in field order, which
-:meth:`Descriptions.make` turns into objects without looking anything up again (the
-models' :class:`~amo_pipelines.model.models.Deferred` calls it on first read). The rows
-replace the decoded objects, which are freed: a row is a third of a dict's size.
+(every field present, each of its documented JSON type, every date parsed: column by
+column at C speed, or row by row for a few), giving rows, tuples of their values in field
+order, which :meth:`Descriptions.make` turns into objects without looking anything up
+again: at once for a small answer, else on first read (the models'
+:class:`~amo_pipelines.model.models.Deferred` calls it). The rows replace the decoded
+objects, which are freed: a row is a third of a dict's size.
 """
 
 from __future__ import annotations
