@@ -32,6 +32,7 @@ from .http.retry import RetryPolicy
 from .http.urls import account_url, check_path
 from .model import _json
 from .model.converter import converter
+from .model.models import Pipeline
 from .resources.batch import Batches, BatchStopPolicy, OnAmbiguous, encode_json
 from .resources.pipelines import PipelinesAPI
 from .resources.statuses import StatusesAPI
@@ -132,17 +133,17 @@ class AmoClient:
         )
         self._handler, self._policies, self._throttle = api.handler, api.policies, api.throttle
         self._headers, self._json_headers = request_headers(config)
-        self.pipelines = PipelinesAPI(self)
-        self.statuses = StatusesAPI(self)
-        self._batches = Batches(
+        self._batches = batches = Batches(
             batch_size=config.batch_size,
             on_ambiguous=config.on_ambiguous,
             reconcile_wait=_reconcile_wait(config.reconcile_wait, self._transport),
             max_rounds=config.retry.max_attempts,
             backoff=config.retry.backoff_for,
             clock=ClosingClock(config.clock, self._gate),
-            list_pipelines=self.pipelines.list,
+            list_pipelines=self._list_pipelines,
         )
+        self.pipelines = PipelinesAPI(self, batches)
+        self.statuses = StatusesAPI(self, batches)
         self._token_route: TokenRoute | None = None
         if isinstance(self._auth, UsesTokenEndpoint):
             self._token_route = TokenRoute(
@@ -240,6 +241,9 @@ class AmoClient:
         url = self.base_url.with_path(check_path(path))
         return url.with_query(query) if query else url
 
+    async def _list_pipelines(self) -> list[Pipeline]:
+        return await self.pipelines.list()
+
     async def request(
         self,
         method: str,
@@ -287,33 +291,48 @@ class AmoClient:
         json: Any = None,
         body: bytes | None = None,
         idempotent: bool | None = None,
-        allow_empty: bool = False,
-    ) -> T | None:
+    ) -> T:
         """:meth:`request`, then parse the body into ``model``.
 
-        An empty answer (204 or no body) is ``None`` where ``allow_empty``. Anything else
-        that is not ``model`` in JSON (a proxy's HTML page, a body of the wrong shape) is
-        :class:`UnexpectedResponseError`, never a stray parsing exception.
+        Anything that is not ``model`` in JSON (no body, a proxy's HTML page, a body of the
+        wrong shape) is :class:`UnexpectedResponseError`, never a stray parsing exception.
         """
         response = await self.request(
             method, path, query=query, json=json, body=body, idempotent=idempotent
         )
         if response.status == 204 or not response.body:
-            if allow_empty:
-                return None
             raise _unexpected(response, method, path, "expected a JSON body, got none")
-        try:
-            data = _json.loads(response.body)
-        except (ValueError, UnicodeDecodeError) as e:
-            kind = response.content_type or "no content type"
-            raise _unexpected(response, method, path, f"expected JSON, got {kind}") from e
-        try:
-            if not isinstance(data, dict):
-                raise TypeError(f"a JSON {type(data).__name__}, not an object")
-            return converter.structure(data, model)
-        except Exception as e:
-            detail = f"the body is not a {model.__name__}: {type(e).__name__}"
-            raise _unexpected(response, method, path, detail) from e
+        return _parse(response, method, path, model)
+
+    async def fetch_optional(
+        self,
+        method: str,
+        path: str,
+        model: type[T],
+        *,
+        query: Mapping[str, str] | None = None,
+    ) -> T | None:
+        """:meth:`fetch` for reads the API answers with an empty 204 when there is nothing
+        (an account without pipelines, an unknown id): ``None`` then."""
+        response = await self.request(method, path, query=query)
+        if response.status == 204 or not response.body:
+            return None
+        return _parse(response, method, path, model)
+
+
+def _parse(response: Response, method: str, path: str, model: type[T]) -> T:
+    try:
+        data = _json.loads(response.body)
+    except (ValueError, UnicodeDecodeError) as e:
+        kind = response.content_type or "no content type"
+        raise _unexpected(response, method, path, f"expected JSON, got {kind}") from e
+    try:
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON {type(data).__name__}, not an object")
+        return converter.structure(data, model)
+    except Exception as e:
+        detail = f"the body is not a {model.__name__}: {type(e).__name__}"
+        raise _unexpected(response, method, path, detail) from e
 
 
 _CONFIG_FIELDS = frozenset(attrs.fields_dict(ClientConfig))

@@ -20,7 +20,7 @@ from ..model.inputs import (
     check_updates,
 )
 from ..model.models import Pipeline, PipelineCollection
-from .batch import OnAmbiguous, encode_json, in_request_order
+from .batch import Batches, OnAmbiguous, encode_json, in_request_order
 
 if TYPE_CHECKING:
     from ..client import AmoClient
@@ -33,15 +33,16 @@ def pipeline_path(pipeline_id: int) -> str:
 
 
 class PipelinesAPI:
-    def __init__(self, client: AmoClient) -> None:
+    def __init__(self, client: AmoClient, batches: Batches) -> None:
         self._client = client
+        self._batches = batches
 
     def _seen(self, pipelines: Sequence[Pipeline]) -> None:
-        self._client._batches.watermarks.see_pipelines(pipelines)
+        self._batches.watermarks.see_pipelines(pipelines)
 
     async def list(self) -> builtins.list[Pipeline]:
         """Every pipeline of the account with its statuses (the API does not paginate)."""
-        page = await self._client.fetch("GET", PIPELINES, PipelineCollection, allow_empty=True)
+        page = await self._client.fetch_optional("GET", PIPELINES, PipelineCollection)
         if page is None:
             return []
         self._seen(page.embedded.pipelines)
@@ -49,7 +50,7 @@ class PipelinesAPI:
 
     async def get(self, pipeline_id: int) -> Pipeline:
         path = pipeline_path(pipeline_id)
-        pipeline = await self._client.fetch("GET", path, Pipeline, allow_empty=True)
+        pipeline = await self._client.fetch_optional("GET", path, Pipeline)
         if pipeline is None:
             raise NotFoundError(status=204, method="GET", path=path, detail="Pipeline not found")
         self._seen([pipeline])
@@ -72,7 +73,7 @@ class PipelinesAPI:
         :mod:`amo_pipelines.resources.batch`.
         """
         items = check_batch(pipelines, NewPipeline, MAX_PIPELINES_PER_ACCOUNT, "pipelines")
-        return await self._client._batches.create(
+        return await self._batches.create(
             items,
             kind="pipeline",
             scope="pipelines",
@@ -86,7 +87,6 @@ class PipelinesAPI:
 
     async def _send_chunk(self, body: bytes, request_ids: Sequence[str]) -> builtins.list[Pipeline]:
         page = await self._client.fetch("POST", PIPELINES, PipelineCollection, body=body)
-        assert page is not None
         created = page.embedded.pipelines
         self._seen(created)
         return in_request_order(request_ids, created, method="POST", path=PIPELINES)
@@ -100,7 +100,6 @@ class PipelinesAPI:
 
     async def _patch(self, path: str, body: bytes) -> Pipeline:
         pipeline = await self._client.fetch("PATCH", path, Pipeline, body=body)
-        assert pipeline is not None
         return pipeline
 
     async def update_many(
@@ -118,7 +117,7 @@ class PipelinesAPI:
             )
             for i, (p, u) in enumerate(pairs)
         ]
-        return await self._client._batches.fan_out(calls)
+        return await self._batches.fan_out(calls)
 
     async def delete(self, pipeline_id: int) -> None:
         """Delete a pipeline. The API refuses the last one and one that holds leads (422)."""
@@ -128,7 +127,7 @@ class PipelinesAPI:
         """DELETE several pipelines concurrently; :class:`BatchError` on any failure (a
         single refusal with nothing deleted is raised as it is)."""
         ids = check_ids(pipeline_ids, "pipeline_ids")
-        await self._client._batches.fan_out([partial(self.delete, p) for p in ids])
+        await self._batches.fan_out([partial(self.delete, p) for p in ids])
 
 
 def is_created_from(item: NewPipeline, pipeline: Pipeline) -> bool:

@@ -12,7 +12,7 @@ from ..model.constants import MAX_CUSTOM_STATUSES_PER_PIPELINE
 from ..model.converter import converter
 from ..model.inputs import NewStatus, StatusUpdate, check_batch, check_id, check_ids, check_updates
 from ..model.models import Status, StatusCollection
-from .batch import OnAmbiguous, encode_json, in_request_order
+from .batch import Batches, OnAmbiguous, encode_json, in_request_order
 from .pipelines import pipeline_path
 
 if TYPE_CHECKING:
@@ -30,20 +30,19 @@ def status_path(pipeline_id: int, status_id: int) -> str:
 
 
 class StatusesAPI:
-    def __init__(self, client: AmoClient) -> None:
+    def __init__(self, client: AmoClient, batches: Batches) -> None:
         self._client = client
+        self._batches = batches
 
     async def list(
         self, pipeline_id: int, *, with_descriptions: bool = False
     ) -> builtins.list[Status]:
         path = statuses_path(pipeline_id)
         query = WITH_DESCRIPTIONS if with_descriptions else None
-        page = await self._client.fetch(
-            "GET", path, StatusCollection, query=query, allow_empty=True
-        )
+        page = await self._client.fetch_optional("GET", path, StatusCollection, query=query)
         if page is None:
             return []
-        self._client._batches.watermarks.see_statuses(page.embedded.statuses)
+        self._batches.watermarks.see_statuses(page.embedded.statuses)
         return builtins.list(page.embedded.statuses)
 
     async def get(
@@ -51,7 +50,7 @@ class StatusesAPI:
     ) -> Status:
         path = status_path(pipeline_id, status_id)
         query = WITH_DESCRIPTIONS if with_descriptions else None
-        status = await self._client.fetch("GET", path, Status, query=query, allow_empty=True)
+        status = await self._client.fetch_optional("GET", path, Status, query=query)
         if status is None:
             raise NotFoundError(status=204, method="GET", path=path, detail="Status not found")
         return status
@@ -74,9 +73,8 @@ class StatusesAPI:
 
         async def send(body: bytes, request_ids: Sequence[str]) -> list[Status]:
             page = await self._client.fetch("POST", path, StatusCollection, body=body)
-            assert page is not None
             created = page.embedded.statuses
-            self._client._batches.watermarks.see_statuses(created)
+            self._batches.watermarks.see_statuses(created)
             return in_request_order(request_ids, created, method="POST", path=path)
 
         async def list_existing() -> list[Status]:
@@ -85,7 +83,7 @@ class StatusesAPI:
             found = await self.list(pipeline_id, with_descriptions=True)
             return [s for s in found if not s.is_system]
 
-        return await self._client._batches.create(
+        return await self._batches.create(
             items,
             kind="status",
             scope=("statuses", pipeline_id),
@@ -126,7 +124,6 @@ class StatusesAPI:
             if idempotent or not e.may_have_been_processed:
                 raise
             return await self._check_applied(pipeline_id, status_id, update, e)
-        assert status is not None
         return status
 
     async def _check_applied(
@@ -168,7 +165,7 @@ class StatusesAPI:
             )
             for i, (s, u) in enumerate(pairs)
         ]
-        return await self._client._batches.fan_out(calls)
+        return await self._batches.fan_out(calls)
 
     async def delete(self, pipeline_id: int, status_id: int) -> None:
         """Delete a status; its leads move to the pipeline's first status."""
@@ -179,7 +176,7 @@ class StatusesAPI:
         any failure (a single refusal with nothing deleted is raised as it is)."""
         statuses_path(pipeline_id)
         ids = check_ids(status_ids, "status_ids")
-        await self._client._batches.fan_out([partial(self.delete, pipeline_id, s) for s in ids])
+        await self._batches.fan_out([partial(self.delete, pipeline_id, s) for s in ids])
 
 
 def is_created_from(item: NewStatus, status: Status) -> bool:
