@@ -10,13 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 from attrs import frozen
-from support.constants import PIPELINES as PIPELINES
-from support.emulated import ManualClock
 
 from amo_pipelines.emulator import Emulator
-
-# test_emu_fleet.py (fleet work in progress, not moved yet) imports these two from here.
-FakeClock = ManualClock
 
 
 @frozen
@@ -73,12 +68,6 @@ class Api:
 
     async def delete(self, path: str, **kwargs: Any) -> Reply:
         return await self.request("DELETE", path, **kwargs)
-
-
-@pytest.fixture
-def clock(emu_clock: ManualClock) -> ManualClock:
-    """``emu_clock`` under its old name, for test_emu_fleet.py alone (see FakeClock)."""
-    return emu_clock
 
 
 @pytest.fixture

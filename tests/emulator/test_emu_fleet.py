@@ -12,10 +12,10 @@ import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.constants import PIPELINES
+from support.emulated import ManualClock
 
 from amo_pipelines.emulator import Emulator, EmulatorConfig, EmulatorFleet, Fault
-
-from .conftest import PIPELINES, FakeClock
 
 LOG = "/_emulator/log"
 STATS = "/_emulator/stats"
@@ -56,15 +56,9 @@ async def log_of(
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest.fixture
-async def fleet(clock: FakeClock) -> AsyncIterator[EmulatorFleet]:
+async def fleet(emu_clock: ManualClock) -> AsyncIterator[EmulatorFleet]:
     """Three accounts with the documented limits on a clock the test moves."""
-    async with EmulatorFleet(3, config=EmulatorConfig(clock=clock, seed=7)) as running:
+    async with EmulatorFleet(3, config=EmulatorConfig(clock=emu_clock, seed=7)) as running:
         yield running
 
 
@@ -137,11 +131,11 @@ async def test_one_accounts_tokens_are_refused_by_another(
 
 
 async def test_the_log_over_http(
-    fleet: EmulatorFleet, session: aiohttp.ClientSession, clock: FakeClock
+    fleet: EmulatorFleet, session: aiohttp.ClientSession, emu_clock: ManualClock
 ) -> None:
     emu = fleet[2]
     await call(session, emu, "GET", PIPELINES, token=emu.admin_token, params={"page": "1"})
-    clock.advance(0.25)
+    emu_clock.advance(0.25)
     await call(session, emu, "POST", PIPELINES, token=emu.user_token, json=NEW_PIPELINE)
     await call(session, emu, "GET", PIPELINES, agent="other-agent/2")
     body = await log_of(session, emu)
