@@ -127,21 +127,23 @@ class FastStatuses:
             return ()
         required, k_request_id, k_links, k_descriptions, k_self, k_href = self._follow(items[0])
         for d in items:
-            try:
-                id_, name, sort, is_editable, pipeline_id, color, type_, account_id = required(d)
-                get = d.get
-            except (KeyError, TypeError, AttributeError):
+            if type(d) is not dict:
                 out.append(generated(d, Status))
                 continue
-            request_id = get(k_request_id)
-            links = get(k_links)
+            try:
+                id_, name, sort, is_editable, pipeline_id, color, type_, account_id = required(d)
+            except KeyError:
+                out.append(generated(d, Status))
+                continue
+            request_id = d.get(k_request_id)
+            links = d.get(k_links)
             if type(links) is dict and type(link := links.get(k_self)) is dict:
                 self_href = link.get(k_href)
                 if type(self_href) is not str:
                     self_href = False  # off the track
             else:
                 self_href = href(links)
-            found = get(k_descriptions)
+            found = d.get(k_descriptions)
             if (
                 type(id_) is not int
                 or type(name) is not str
@@ -154,7 +156,6 @@ class FastStatuses:
                 or (request_id is not None and type(request_id) is not str)
                 or self_href is False
                 or (found is not None and type(found) is not list)
-                or type(d) is not dict
             ):
                 out.append(generated(d, Status))
                 continue
