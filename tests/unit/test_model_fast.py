@@ -203,6 +203,7 @@ def _client_call(body: dict[str, Any]) -> Any:
 @given(
     body=STATUS_LIST.filter(lambda b: b["_embedded"]["statuses"]),
     change=st.one_of(
+        st.just(("item", "")),  # a whole status replaced by another JSON value
         st.tuples(
             st.just("description"),
             st.sampled_from([a.name for a in attrs.fields(StatusDescription)]),
@@ -232,6 +233,12 @@ def test_one_changed_value_fails_or_parses_as_the_generated_hooks_do(
 ) -> None:
     where, field = change
     statuses = body["_embedded"]["statuses"]
+    if where == "item":
+        statuses[at % len(statuses)] = value
+        assert _fast(body, decoder) is None  # no JSON scalar, list or other object parses
+        with pytest.raises(UnexpectedResponseError):
+            _client_call(body)
+        return
     target = statuses[at % len(statuses)]
     if where == "description":
         found = [d for s in statuses for d in s.get("descriptions") or ()]
