@@ -219,15 +219,16 @@ class _DeferredSlot:
     structured and stored back on first read. Writes (``__init__``, unpickling) go to the
     slot as they are."""
 
-    __slots__ = ("slot",)
+    __slots__ = ("_read", "slot")
 
     def __init__(self, slot: Any) -> None:
         self.slot = slot
+        self._read = slot.__get__  # bound once: every read of the field comes here
 
     def __get__(self, obj: object | None, owner: type | None = None) -> Any:
         if obj is None:
             return self.slot
-        value = self.slot.__get__(obj, owner)
+        value = self._read(obj, owner)
         if type(value) is Deferred:
             value = value.structure(value.data)
             self.slot.__set__(obj, value)
