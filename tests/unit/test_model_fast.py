@@ -199,7 +199,7 @@ def _client_call(body: dict[str, Any]) -> Any:
     return asyncio.run(call())
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     body=STATUS_LIST.filter(lambda b: b["_embedded"]["statuses"]),
     change=st.one_of(
