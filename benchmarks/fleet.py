@@ -54,7 +54,7 @@ from amo_pipelines import (
 )
 from amo_pipelines.funnels import export
 
-from .common import ROOT, Table, ideal_seconds, quiet_logs
+from .common import ROOT, Table, ideal_seconds, quiet_logs, slot_bound_seconds
 from .copy import Account, Fleet, fleet_process, machine_cpu
 
 PIPELINES = 20
@@ -79,12 +79,14 @@ class Row:
     failed: int
     worker_cpu: float
     server_cpu: float
+    total_cpu: float
+    """CPU seconds of the workers, the emulator, redis-server and the enqueuer meanwhile."""
     others: float
     verified: str
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[str]:
+def redis_server() -> Iterator[tuple[str, int]]:
     exe = shutil.which("redis-server")
     if exe is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
@@ -101,7 +103,7 @@ def redis_server() -> Iterator[str]:
                 if conn.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://127.0.0.1:{port}/0", proc.pid
     finally:
         proc.terminate()
         proc.wait()
@@ -233,7 +235,7 @@ async def _counts(fleet: Fleet, accounts: list[Account]) -> tuple[list[int], int
     return requests, limited
 
 
-async def one_run(redis_url: str, targets_n: int, workers_n: int) -> Row:
+async def one_run(redis_url: str, redis_pid: int, targets_n: int, workers_n: int) -> Row:
     import redis.asyncio as aioredis
 
     from amo_pipelines.fleet import AccountRef, put_access_token, summary, token_key
@@ -268,14 +270,15 @@ async def one_run(redis_url: str, targets_n: int, workers_n: int) -> Row:
                 refs.append(AccountRef(account.url, name=ref.name, token_key=key))
             src, *dsts = refs
             job = tasks.job(queue)
+            began = time.monotonic()
+            await tasks.prepare_copy(queue, src)
+            read = time.monotonic() - began
             cpu, served, busy = (
                 sum(map(_tree_cpu, (p.pid for p in procs))),
                 fleet.cpu(),
                 machine_cpu(),
             )
-            began = time.monotonic()
-            await tasks.prepare_copy(queue, src)
-            read = time.monotonic() - began
+            stored, mine = _tree_cpu(redis_pid), time.process_time()
             started = time.monotonic()
             await job.queued(r.label for r in dsts)
             for ref in dsts:
@@ -289,6 +292,7 @@ async def one_run(redis_url: str, targets_n: int, workers_n: int) -> Row:
             cpu = sum(map(_tree_cpu, (p.pid for p in procs))) - cpu
             served = fleet.cpu() - served
             busy = machine_cpu() - busy
+            stored, mine = _tree_cpu(redis_pid) - stored, time.process_time() - mine
         finally:
             await tasks.aclose()
             await broker.shutdown()
@@ -308,7 +312,8 @@ async def one_run(redis_url: str, targets_n: int, workers_n: int) -> Row:
         failed=summary(records)["failed"],
         worker_cpu=cpu / max(sum(requests[1:]), 1),
         server_cpu=served / max(total, 1),
-        others=max(busy - cpu - served, 0.0),
+        total_cpu=cpu + served + stored + mine,
+        others=max(busy - cpu - served - stored - mine, 0.0),
         verified=verified,
     )
 
@@ -316,11 +321,11 @@ async def one_run(redis_url: str, targets_n: int, workers_n: int) -> Row:
 def run_all() -> list[Row]:
     quiet_logs()
     rows = []
-    with redis_server() as url:
+    with redis_server() as (url, pid):
         for n in SIZES:
             for w in WORKERS:
                 print(f"  fleet: {n} targets, {w} workers ...", flush=True)
-                rows.append(asyncio.run(one_run(url, n, w)))
+                rows.append(asyncio.run(one_run(url, pid, n, w)))
     return rows
 
 
@@ -334,6 +339,8 @@ def table(rows: list[Row]) -> Table:
             "wall s",
             "ideal s",
             "wall / ideal",
+            "slot bound s",
+            "CPU s / cores",
             "source read s",
             "requests / min",
             "429s",
@@ -351,6 +358,8 @@ def table(rows: list[Row]) -> Table:
             r.wall,
             ideal,
             r.wall / ideal,
+            slot_bound_seconds(TARGET_MIN),
+            r.total_cpu / (os.cpu_count() or 1),
             r.source_read,
             f"{r.target_requests}/{r.targets * TARGET_MIN} + {r.source_requests}/{SOURCE_MIN}",
             r.rate_limited,
@@ -367,6 +376,11 @@ def table(rows: list[Row]) -> Table:
         "grow with the number of targets, while the CPU needed does.",
         "Wall: from the first enqueue to the last 'done' in the job's progress hash (polled "
         "every 0.1 s); the source's read (prepare_copy, 21 requests) comes before it.",
+        "Slot bound: when the last of an account's 22 requests may start at the earliest "
+        "(bursts of 7 at 0, 1, 2, 3 s); a wall time near it plus a round trip is the rate "
+        "limit's own bound. CPU s / cores: the CPU seconds the workers, the emulator, "
+        "redis-server and the enqueuer used during the wall time, over the machine's cores: "
+        "a wall time near it is bound by CPU.",
         "Worker CPU per request: the worker processes (taskiq's manager and its child) over "
         "the requests they sent; emulator CPU per request: the emulator process over every "
         "request it served.",

@@ -179,8 +179,7 @@ class FleetTasks:
         )
 
     def job(self, job: str) -> JobState:
-        import redis.asyncio as aioredis  # noqa: F401 - the extra's check, before any use
-
+        """The job's records in Redis (this event loop's client)."""
         return JobState(
             self._get().redis, job, prefix=self.settings.prefix, ttl=self.settings.job_ttl
         )
