@@ -16,6 +16,7 @@ with more than :data:`MADE_AT_ONCE` of them keeps them as checked rows until fir
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from ._descriptions import Descriptions
@@ -183,29 +184,32 @@ class FastStatuses:
     def _describe(self, described: list[tuple[Any, list[Any]]]) -> None:
         """Sets the descriptions of the statuses built with some, and makes them Statuses."""
         descriptions, made_class = self._descriptions, Status
-        rows = descriptions.rows([item for _, found in described for item in found])
-        if rows is None:  # which: each alone, else as generated (raising)
+        checked = descriptions.rows([item for _, found in described for item in found])
+        if checked is None:  # which: each alone, else as generated (raising)
             for status, found in described:
                 alone = descriptions.rows(found)
                 if alone is None:
                     status.descriptions = descriptions.eager(found)
                 else:
-                    status.descriptions = descriptions.make(alone)
+                    status.descriptions = descriptions.make(alone[1], alone[0])
                 status.__class__ = made_class
             return
-        make, at = descriptions.make, 0
+        rows, dates = checked
+        at = 0
         if len(rows) <= MADE_AT_ONCE:
+            make = descriptions.make
             for status, found in described:
                 end = at + len(found)
-                status.descriptions = make(rows[at:end])
+                status.descriptions = make(dates, rows[at:end])
                 status.__class__ = made_class
                 at = end
             return
+        structure = partial(descriptions.make, dates)  # one for the answer
         for status, found in described:
             end = at + len(found)
             deferred = _new(Deferred)  # its __init__ call took a tenth of the loop
             deferred.data = rows[at:end]
-            deferred.structure = make
+            deferred.structure = structure
             status.descriptions = deferred
             status.__class__ = made_class
             at = end

@@ -352,21 +352,23 @@ def test_parsed_models_are_the_model_classes_themselves() -> None:
     assert hash(description) == hash(attrs.evolve(description))
 
 
-def test_descriptions_read_after_the_date_cache_was_cleared_are_right() -> None:
-    """The check parses each date once and keeps it in a bounded cache; rows made later,
-    after other answers filled and cleared it, parse their dates again."""
+def test_each_answer_keeps_its_own_dates_until_its_descriptions_are_read() -> None:
+    """An answer's distinct date strings are parsed once, at parse time, and kept with its
+    rows; answers parsed later (thousands of other dates) change nothing in an earlier
+    one's, whichever is read first."""
     first = _page(20, 3)
     page = converter.structure(orjson.loads(orjson.dumps(first)), StatusCollection)
-    many = _page(30, 80)  # 4800 distinct dates: past the cache's 4096
+    many = _page(30, 80)
     start = datetime(2030, 1, 1)
     n = 0
     for s in many["_embedded"]["statuses"]:
         for d in s["descriptions"]:
             d["created_at"] = (start + timedelta(seconds=n)).strftime("%Y-%m-%d %H:%M:%S")
+            d["updated_at"] = (start + timedelta(days=1, seconds=n)).strftime("%Y-%m-%d %H:%M:%S")
             n += 1
     again = converter.structure(orjson.loads(orjson.dumps(many)), StatusCollection)
-    assert page == REFERENCE.structure(first, StatusCollection)
     assert again == REFERENCE.structure(many, StatusCollection)
+    assert page == REFERENCE.structure(first, StatusCollection)
 
 
 def test_answers_decoded_with_other_key_objects_parse_the_same() -> None:
