@@ -3,6 +3,7 @@ arguments, and the ``copy --via`` options."""
 
 from __future__ import annotations
 
+import io
 import json
 import string
 from pathlib import Path
@@ -13,9 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from amo_pipelines import InvalidInputError
+from amo_pipelines.cli import fleet as fleet_cli
 from amo_pipelines.cli import main
 from amo_pipelines.cli.accounts import Account, UsageError, load_targets
-from amo_pipelines.fleet import AccountRef
+from amo_pipelines.fleet import AccountProgress, AccountRef
 
 KEYS = ("base_url", "token_env", "token_file", "name")
 text = st.text(alphabet=string.printable + "яё{}#:", max_size=12)
@@ -165,3 +167,64 @@ def test_via_taskiq_without_a_broker_says_how_to_give_one(
     )
     assert code == 1
     assert "set AMO_FLEET_BROKER to the broker's Redis URL" in capsys.readouterr().err
+
+
+class _Job:
+    """A job whose records change on each poll, as workers would change them."""
+
+    def __init__(self, polls: list[dict[str, AccountProgress]]) -> None:
+        self.polls = polls
+
+    async def progress(self) -> dict[str, AccountProgress]:
+        return self.polls.pop(0) if len(self.polls) > 1 else self.polls[0]
+
+
+def _polls() -> list[dict[str, AccountProgress]]:
+    a_run = AccountProgress("a", "running", attempts=1, worker="w1")
+    a_again = AccountProgress("a", "running", attempts=2, worker="w2")
+    a_done = AccountProgress("a", "done", attempts=2, requests=5, writes=3, worker="w2")
+    b_fail = AccountProgress("b", "failed", attempts=1, error="FleetError: no token for b")
+    return [{"a": a_run}, {"a": a_again, "b": b_fail}, {"a": a_done, "b": b_fail}]
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_progress_as_plain_lines_each_change_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fleet_cli, "POLL", 0.0)
+    err = io.StringIO()
+    out = fleet_cli.Display(err, ["a", "b"], quiet=False)
+    with out:
+        assert await fleet_cli.watch(_Job(_polls()), ["a", "b"], out, timeout=None)  # type: ignore[arg-type]
+    lines = err.getvalue().splitlines()
+    assert lines[:4] == [
+        "[a] running on w1",
+        "[a] running on w2 (delivery 2)",
+        "[b] failed: FleetError: no token for b",
+        "[a] done: 5 requests, 3 writes",
+    ]
+    assert lines[-1] == "fleet: 0 queued, 0 running, 1 done, 1 failed"
+
+
+async def test_progress_gives_up_after_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fleet_cli, "POLL", 0.01)
+    out = fleet_cli.Display(io.StringIO(), ["a", "b"], quiet=True)
+    job = _Job([{"a": AccountProgress("a", "running", attempts=1, worker="w1")}])
+    assert not await fleet_cli.watch(job, ["a", "b"], out, timeout=0.05)  # type: ignore[arg-type]
+
+
+async def test_progress_on_a_terminal_is_a_bar_per_account(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("rich")
+    monkeypatch.setattr(fleet_cli, "POLL", 0.0)
+    err = _Tty()
+    out = fleet_cli.Display(err, ["a", "b"], quiet=False)
+    with out:
+        assert await fleet_cli.watch(_Job(_polls()), ["a", "b"], out, timeout=None)  # type: ignore[arg-type]
+    text = err.getvalue()
+    assert "a: done: 5 requests, 3 writes" in text
+    assert "b: failed: FleetError: no token for b" in text
+    assert "fleet: 0 queued, 0 running, 1 done, 1 failed" in text
