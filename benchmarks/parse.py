@@ -31,7 +31,6 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,17 +46,19 @@ from amo_pipelines.model import _json
 from amo_pipelines.model.converter import converter
 from amo_pipelines.model.models import PipelineCollection, StatusCollection
 
+from . import parse_split
 from .common import ROOT, Table
 from .migration import new_pipelines, new_statuses
 
 ROUNDS = 7
+DISTINCT = parse_split.DISTINCT
 
 
 @dataclass
 class Bodies:
     pipelines: list[bytes]  # the pipelines list (one body, or none in a statuses-only run)
     statuses: list[bytes]
-    split: dict[str, dict[str, float]] = field(default_factory=dict)  # shape -> _split
+    split: dict[str, dict[str, float]] = field(default_factory=dict)  # parse_split.time_split
 
     @property
     def size(self) -> int:
@@ -151,25 +152,10 @@ def loads_only(loads: Loads) -> Callable[[Bodies], list[Any]]:
     return parse
 
 
-DISTINCT = "whole account, distinct times"
-
-
 def distinct_times(bodies: Bodies) -> Bodies:
-    """The account with a time of its own in every description's created_at and
-    updated_at. The emulator stamps descriptions made together with the same second, so
-    its answers share a few date strings; a real account's carry years of edits, and the
-    SDK parses each distinct string once."""
-    start, n, statuses = datetime(2019, 1, 1), 0, []
-    for body in bodies.statuses:
-        data = orjson.loads(body)
-        for status in data["_embedded"]["statuses"]:
-            for item in status.get("descriptions") or ():
-                for key, offset in (("created_at", 0), ("updated_at", 11)):
-                    when = start + timedelta(seconds=37 * n + offset)
-                    item[key] = when.strftime("%Y-%m-%d %H:%M:%S")
-                n += 1
-        statuses.append(orjson.dumps(data))
-    return Bodies(bodies.pipelines, statuses)
+    """The account with a time of its own in every description's two dates (see
+    :func:`benchmarks.parse_split.distinct_times`)."""
+    return Bodies(bodies.pipelines, parse_split.distinct_times(bodies.statuses))
 
 
 def only_pipelines(bodies: Bodies) -> Bodies:
@@ -298,7 +284,10 @@ def run_all() -> tuple[Bodies, list[Row], dict[str, int]]:
                 for shape, subset in group.items():
                     times.setdefault((key, shape), []).append(_once(parse, subset))
     shapes[DISTINCT] = distinct_times(bodies)
-    bodies.split = {shape: _split(shapes[shape]) for shape in ("whole account", DISTINCT)}
+    bodies.split = {
+        shape: parse_split.time_split(shapes[shape].pipelines, shapes[shape].statuses, ROUNDS)
+        for shape in ("whole account", DISTINCT)
+    }
     rss = _rss_growth(bodies)
     rows = []
     for key, name, parse in chosen:
@@ -307,67 +296,6 @@ def run_all() -> tuple[Bodies, list[Row], dict[str, int]]:
         row_times = {shape: times[(key, shape)] for shape in shapes}
         rows.append(Row(key, label, row_times, retained, peak, rss[key]))
     return bodies, rows, counts
-
-
-class _GcClock:
-    """Seconds spent in garbage collections while installed (gc.callbacks)."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self._started = 0.0
-
-    def __call__(self, phase: str, _info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            self.seconds += time.perf_counter() - self._started
-
-
-def _split(bodies: Bodies) -> dict[str, float]:
-    """Where the shipped SDK's time goes on the whole account, best of ROUNDS for each part:
-    decoding, structuring (and the garbage collections during it), then reading every
-    description (and its collections). A body is decoded and structured before the next,
-    as client.fetch does; the decoded objects are freed as it goes."""
-    best: dict[str, float] = {}
-    statuses = [(b, StatusCollection) for b in bodies.statuses]
-    work: list[tuple[bytes, type[Any]]] = [(b, PipelineCollection) for b in bodies.pipelines]
-    work += statuses
-    for _ in range(ROUNDS):
-        gc.collect()
-        clock = _GcClock()
-        gc.callbacks.append(clock)
-        try:
-            decode = structure = structure_gc = 0.0
-            pages: list[Any] = []
-            for body, model in work:
-                started = time.perf_counter()
-                data = orjson.loads(body)
-                decoded = time.perf_counter()
-                before = clock.seconds
-                pages.append(converter.structure(data, model))
-                structure += time.perf_counter() - decoded
-                structure_gc += clock.seconds - before
-                decode += decoded - started
-                del data
-            before = clock.seconds
-            started = time.perf_counter()
-            for page in pages:
-                for item in getattr(page.embedded, "statuses", ()):
-                    item.descriptions  # noqa: B018
-            read = time.perf_counter() - started
-            read_gc = clock.seconds - before
-        finally:
-            gc.callbacks.remove(clock)
-        del pages
-        for name, value in (
-            ("decode", decode),
-            ("structure", structure),
-            ("structure_gc", structure_gc),
-            ("read", read),
-            ("read_gc", read_gc),
-        ):
-            best[name] = min(best.get(name, value), value)
-    return best
 
 
 def shipped_key() -> str:
@@ -511,23 +439,7 @@ def tables(bodies: Bodies, rows: list[Row], counts: dict[str, int]) -> list[Tabl
         f"saves {per_request:.2f} ms per request ({saved * 1000:.0f} ms per full read). "
         "Per call with limits off see tables 3 and 3b.",
     ]
-    for shape, split in bodies.split.items():
-        ratios.notes.append(
-            f"Where the SDK's time goes, {shape}, best of {ROUNDS} (each body decoded, then "
-            f"structured, as client.fetch does): decode {split['decode'] * 1000:.1f} ms, "
-            f"structure {split['structure'] * 1000:.1f} ms (of which garbage collection "
-            f"{split['structure_gc'] * 1000:.1f} ms), reading every description afterwards "
-            f"{split['read'] * 1000:.1f} ms (of which garbage collection "
-            f"{split['read_gc'] * 1000:.1f} ms)."
-        )
-    ratios.notes.append(
-        f"Structuring checks every field of {counts['embedded statuses']} + "
-        f"{counts['statuses with descriptions']} statuses and {counts['descriptions']} "
-        "descriptions and parses each distinct date string once (about 29,000 when every "
-        "time is distinct); reading makes the description objects. The collections are "
-        "set off by the objects made (every status is one) while the decoded answer is "
-        "alive."
-    )
+    ratios.notes += parse_split.notes(bodies.split, counts, ROUNDS)
     return [t, ratios]
 
 
