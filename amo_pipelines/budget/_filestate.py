@@ -19,7 +19,18 @@ from typing import TYPE_CHECKING, Literal, overload
 if TYPE_CHECKING:
     from .windows import Window
 
-__all__ = ["SLACK", "STAMP", "SUFFIX", "State", "answer", "boot_id", "dump", "key_of", "load"]
+__all__ = [
+    "SLACK",
+    "STAMP",
+    "SUFFIX",
+    "State",
+    "answer",
+    "boot_id",
+    "dump",
+    "forget",
+    "key_of",
+    "load",
+]
 
 # The layout (native byte order: the file never leaves the machine). A prefix says how long
 # the state is and checksums it, so the tail of a longer old state left by a process killed
@@ -219,5 +230,16 @@ def answer(state: State, answers: list[tuple[tuple[Window, ...], int]], now: flo
             log = state.log(key_of(window))
             if log is not None and log.pop(rid) is not None:
                 log.add(now + window.span, rid)
+                dirty = True
+    return dirty
+
+
+def forget(state: State, places: list[tuple[tuple[Window, ...], int]]) -> bool:
+    """Free the places of receipts never used (reserved ahead, or refunded)."""
+    dirty = False
+    for windows, rid in places:
+        for window in windows:
+            log = state.log(key_of(window))
+            if log is not None and log.pop(rid) is not None:
                 dirty = True
     return dirty

@@ -15,7 +15,9 @@ places are dropped whenever a window is written, so a window never holds more th
 limit. A store keeps the state it last read or wrote decoded, and decodes the file again
 only once a peer has written (every write carries a new stamp). An answer is written with
 the account's next write, at the latest when the event loop turns: until then its place
-counts as pending, which frees it later, never sooner.
+counts as pending, which frees it later, never sooner. Far below its limits a busy process
+reserves a few places ahead in each grant's write and grants from them without touching
+the file (see :mod:`amo_pipelines.budget._pool`).
 
 Times are ``time.monotonic()``: on Linux and macOS that clock is the machine's, common to
 all its processes. A file written before the machine last booted (a temp dir that
@@ -28,20 +30,20 @@ the per-loop :class:`~amo_pipelines.budget.windows.InMemoryWindowStore` and logs
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import math
 import os
-import tempfile
 import time
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from ._filestate import SLACK, STAMP, SUFFIX, State, answer, boot_id, dump, key_of, load
+from ._filedir import File, close_all, default_directory, private_directory
+from ._filestate import SLACK, STAMP, SUFFIX, State, answer, boot_id, dump, forget, key_of, load
 from ._lease import DEFAULT_LEASE, LeaseKeeper, Renewal, check_lease, recovered, scaled
+from ._pool import MAX_AGE, Entry, Pools, extras
 from .windows import (
     Admission,
     Blocked,
@@ -63,31 +65,7 @@ __all__ = ["FileWindowStore", "default_directory", "default_store"]
 
 logger = logging.getLogger("amo_pipelines.budget.limiter")
 
-ENV_DIRECTORY = "AMO_PIPELINES_STATE_DIR"
 _T = TypeVar("_T")
-
-
-def default_directory() -> Path:
-    """``$AMO_PIPELINES_STATE_DIR``, else ``$XDG_RUNTIME_DIR/amo_pipelines``, else
-    ``<temp dir>/amo_pipelines-<uid>``: private to the user, so that another user can
-    neither read which accounts are used nor tamper with their budget."""
-    explicit = os.environ.get(ENV_DIRECTORY)
-    if explicit:
-        return Path(explicit)
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isdir(runtime):
-        return Path(runtime) / "amo_pipelines"
-    return Path(tempfile.gettempdir()) / f"amo_pipelines-{os.getuid()}"
-
-
-def _private_directory(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = path.stat()
-    if info.st_uid != os.getuid() or info.st_mode & 0o077:
-        raise PermissionError(
-            f"{path} must belong to this user and be private (mode 0700); "
-            f"set {ENV_DIRECTORY} to another folder"
-        )
 
 
 class FileWindowStore:
@@ -105,28 +83,30 @@ class FileWindowStore:
             raise OSError("FileWindowStore needs POSIX file locks (fcntl)")
         self.directory = Path(directory) if directory is not None else default_directory()
         self.lease = check_lease(lease)
-        _private_directory(self.directory)
+        private_directory(self.directory)
         self._boot = boot_id()
         self._forks = _forks
-        self._files: dict[str, _File] = {}
+        self._files: dict[str, File] = {}
         # Receipts are 64-bit numbers counted from a random start: two stores' runs overlap
         # only if their starts fall within a few million of each other (odds ~1e-12).
         self._next_id = int.from_bytes(os.urandom(8), "little")
         self._stamp = int.from_bytes(os.urandom(8), "little")  # (the same for stamps)
         self._keeper = LeaseKeeper(self.lease, self._renew)
         # Answers not written yet, by file name, and the loop that will write them.
-        self._answers: dict[str, list[tuple[tuple[Window, ...], int]]] = {}
+        self._answers: dict[str, list[Entry]] = {}
         self._flush_on: weakref.ref[asyncio.AbstractEventLoop] | None = None
-        self._closer = weakref.finalize(self, _close_all, self._files)
+        self._pools = Pools(self._flush)
+        self._closer = weakref.finalize(self, close_all, self._files)
 
     def __repr__(self) -> str:
         return f"FileWindowStore({str(self.directory)!r}, lease={self.lease!r})"
 
     def close(self) -> None:
-        """Write the answers not written yet and close the cached file descriptors (they
-        are also closed when collected)."""
+        """Write the answers not written yet, give back the places reserved ahead, and
+        close the cached file descriptors (they are also closed when collected)."""
+        self._pools.drop_all()
         self._flush()
-        _close_all(self._files)
+        close_all(self._files)
 
     # ------------------------------------------------------------------ WindowStore
 
@@ -140,6 +120,22 @@ class FileWindowStore:
     async def acquire_account(
         self, account: str, windows: Sequence[Window], rule: PenaltyRule | None
     ) -> SharedAdmission:
+        if self._forks != _forks:
+            self._forked()
+        # A place reserved ahead: no file access (the limiter passes the same tuple).
+        pool = self._pools.by_windows.get(id(windows))
+        if pool is not None and pool.rids and pool.windows is windows and pool.account == account:
+            now = time.monotonic()
+            if now - pool.born < MAX_AGE:
+                receipt = format(pool.rids.pop(), "x")
+                self._keeper.add(receipt, account, windows)
+                return Granted(at=now, windows=pool.windows, receipt=receipt)
+        name = account or windows[0].key
+        pool = None
+        if type(windows) is tuple:
+            pool = self._pools.plan(account, name, windows, time.monotonic())
+        want = 0 if pool is None else pool.want
+        reserved: list[int] = []
         rid = self._next_id
         self._next_id = (rid + 1) & 0xFFFF_FFFF_FFFF_FFFF
         lease = self.lease
@@ -173,11 +169,23 @@ class FileWindowStore:
                 return Denied(retry_after, tuple(blocking)), dirty
             for window, log in zip(windows, logs, strict=True):
                 log.add(now + lease + window.span, rid)
+            if want and factor >= 1.0:
+                free = min(w.limit - len(log.untils) for w, log in zip(windows, logs, strict=True))
+                for _ in range(extras(want, free)):
+                    extra = self._next_id
+                    self._next_id = (extra + 1) & 0xFFFF_FFFF_FFFF_FFFF
+                    for window, log in zip(windows, logs, strict=True):
+                        log.add(now + lease + window.span, extra)
+                    reserved.append(extra)
             return Granted(at=now, windows=tuple(windows), receipt=format(rid, "x")), True
 
-        admission = self._transaction(account or windows[0].key, admit)
+        admission = self._transaction(name, admit)
         if isinstance(admission, Granted):
             self._keeper.add(admission.receipt, account, windows)
+            if pool is not None:
+                self._pools.filled(pool, reserved, admission.at)
+        elif pool is not None:
+            pool.active = False  # full: answers go back to being written at once
         return admission
 
     async def complete(self, grant: Granted, at: float) -> None:
@@ -186,7 +194,8 @@ class FileWindowStore:
 
         Until then the grant holds its place as a pending one (later freed, never sooner),
         and several answers that arrive together cost one write; this process's next
-        grant (often right after, in the same step) carries them for free.
+        grant (often right after, in the same step) carries them for free. Answers of
+        grants made far below the limits wait for the next write or the pools' timer.
         """
         entry = self._keeper.pop(grant.receipt)
         if entry is None:
@@ -195,6 +204,8 @@ class FileWindowStore:
         self._answers.setdefault(account or windows[0].key, []).append(
             (windows, int(grant.receipt, 16))
         )
+        if self._pools.lazy(windows):
+            return  # far below the limits: with the next write, or the pools' timer
         loop = asyncio.get_running_loop()
         # (One armed on a loop that closed never runs; weakly: nothing keeps it alive.)
         if self._flush_on is None or self._flush_on() is not loop:
@@ -206,21 +217,15 @@ class FileWindowStore:
         if entry is None:
             return
         account, windows = entry
-        rid = int(grant.receipt, 16)
-
-        def forget(state: State, now: float) -> tuple[None, bool]:
-            dirty = False
-            for window in windows:
-                log = state.log(key_of(window))
-                if log is not None and log.pop(rid) is not None:
-                    dirty = True
-            return None, dirty
-
-        self._transaction(account or windows[0].key, forget)
+        name = account or windows[0].key
+        self._pools.forget.setdefault(name, []).append((windows, int(grant.receipt, 16)))
+        self._transaction(name, _unchanged)  # (at once: a peer may be waiting for it)
 
     # ------------------------------------------------------------------ account state
 
     async def note_429(self, account: str, pause: float, rule: PenaltyRule) -> None:
+        self._pools.drop_account(account)  # (given back in this write)
+
         def note(state: State, now: float) -> tuple[None, bool]:
             state.pause = max(state.pause, now + pause)
             factor, since = recovered(state.factor, state.since, now, rule)
@@ -233,6 +238,8 @@ class FileWindowStore:
         self._transaction(account, note)
 
     async def note_block(self, account: str, cooldown: float | None, note: str) -> None:
+        self._pools.drop_account(account)
+
         def block(state: State, now: float) -> tuple[None, bool]:
             state.blocked, state.note = True, note
             state.blocked_until = -1.0 if cooldown is None else now + cooldown
@@ -251,9 +258,9 @@ class FileWindowStore:
     # ------------------------------------------------------------------ internals
 
     def _flush(self) -> None:
-        """Write the answers no other write has carried yet."""
+        """Write the answers and the places to give back no other write has carried yet."""
         self._flush_on = None
-        for name in list(self._answers):
+        for name in {**self._answers, **self._pools.forget}:
             try:
                 self._transaction(name, _unchanged)
             except Exception as exc:  # kept for the next write; meanwhile pending: safe
@@ -286,18 +293,22 @@ class FileWindowStore:
         still to record there; write it if anything changed."""
         file = self._file(name)
         answers = self._answers.pop(name, None)
+        unused = self._pools.forget.pop(name, None)
         try:
-            return self._locked(file, change, answers)
+            return self._locked(file, change, answers, unused)
         except BaseException:
             if answers:  # not written: they wait for the next write
                 self._answers.setdefault(name, []).extend(answers)
+            if unused:
+                self._pools.forget.setdefault(name, []).extend(unused)
             raise
 
     def _locked(
         self,
-        file: _File,
+        file: File,
         change: Callable[[State, float], tuple[_T, bool]],
-        answers: list[tuple[tuple[Window, ...], int]] | None,
+        answers: list[Entry] | None,
+        unused: list[Entry] | None,
     ) -> _T:
         fd = file.fd
         assert fcntl is not None
@@ -317,6 +328,8 @@ class FileWindowStore:
                 result, dirty = change(state, now)
                 if answers is not None:
                     dirty = answer(state, answers, now) or dirty
+                if unused is not None:
+                    dirty = forget(state, unused) or dirty
             except BaseException:
                 file.state = None  # maybe changed half way: decode afresh
                 raise
@@ -336,35 +349,27 @@ class FileWindowStore:
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
-    def _file(self, account: str) -> _File:
+    def _file(self, account: str) -> File:
         if self._forks != _forks:
-            # A forked child shares its parent's open file descriptions, and flock locks
-            # belong to those: it must open its own to be excluded from its parent.
-            self._files.clear()
-            self._answers.clear()  # the parent's to write
-            self._forks = _forks
+            self._forked()
         file = self._files.get(account)
         if file is None:
             name = hashlib.sha256(account.encode("utf-8", "surrogatepass")).hexdigest()[:32]
             fd = os.open(self.directory / f"{name}{SUFFIX}", os.O_RDWR | os.O_CREAT, 0o600)
-            file = self._files[account] = _File(fd)
+            file = self._files[account] = File(fd)
         return file
+
+    def _forked(self) -> None:
+        # A forked child shares its parent's open file descriptions, and flock locks
+        # belong to those: it must open its own to be excluded from its parent.
+        self._files.clear()
+        self._answers.clear()  # the parent's to write
+        self._pools.clear()  # (and to use or give back)
+        self._forks = _forks
 
 
 def _unchanged(state: State, now: float) -> tuple[None, bool]:
     return None, False
-
-
-class _File:
-    """An account's open file, and what this store last saw in it."""
-
-    __slots__ = ("fd", "size", "stamp", "state")
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.size = 0  # bytes last read or written: how much to read next time
-        self.stamp = b""  # the stamp of the state last read or written ...
-        self.state: State | None = None  # ... and that state, decoded
 
 
 _forks = 0  # forks of this process so far: a store notices one without a getpid per call
@@ -377,13 +382,6 @@ def _forked() -> None:
 
 if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
     os.register_at_fork(after_in_child=_forked)
-
-
-def _close_all(files: dict[str, _File]) -> None:
-    for file in files.values():
-        with contextlib.suppress(OSError):
-            os.close(file.fd)
-    files.clear()
 
 
 _warned = False
