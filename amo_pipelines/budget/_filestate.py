@@ -71,6 +71,31 @@ class Log:
         self.untils.insert(index, until)
         self.ids.insert(index, rid)
 
+    def add_many(self, until: float, rids: array[int]) -> None:
+        index = bisect_right(self.untils, until)
+        self.untils[index:index] = array("d", [until]) * len(rids)
+        self.ids[index:index] = rids
+
+    def take(self, rids: list[int]) -> array[int]:
+        """Take out the places of receipts ``rids``; the receipts that were held."""
+        raw, order = self.ids.tobytes(), sys.byteorder
+        found = []
+        for rid in rids:
+            needle = rid.to_bytes(8, order)
+            at = raw.find(needle)
+            while at > 0 and at % 8:  # (a match across two entries)
+                at = raw.find(needle, at + 1)
+            if at >= 0:
+                found.append(at >> 3)
+        taken = array("Q")
+        if found:
+            untils, ids = self.untils, self.ids
+            for index in sorted(found, reverse=True):
+                taken.append(ids[index])
+                del untils[index]
+                del ids[index]
+        return taken
+
     def pop(self, rid: int) -> float | None:
         """Take out the place of receipt ``rid``; its until, or None if not held."""
         # A byte search, not ids.index(): that makes an int of every entry it passes, which
@@ -225,21 +250,40 @@ def key_of(window: Window) -> bytes:
 def answer(state: State, answers: list[tuple[tuple[Window, ...], int]], now: float) -> bool:
     """Count answered grants from ``now`` (when they got their answer, or later)."""
     dirty = False
-    for windows, rid in answers:
+    for windows, rids in _by_windows(answers):
         for window in windows:
             log = state.log(key_of(window))
-            if log is not None and log.pop(rid) is not None:
-                log.add(now + window.span, rid)
-                dirty = True
+            if log is not None:
+                taken = log.take(rids)
+                if taken:
+                    log.add_many(now + window.span, taken)
+                    dirty = True
     return dirty
+
+
+def _by_windows(
+    places: list[tuple[tuple[Window, ...], int]],
+) -> list[tuple[tuple[Window, ...], list[int]]]:
+    """The receipts of ``places`` grouped by their windows (one pass over each window's
+    entries for all of them; grants of one token share one tuple of windows)."""
+    if len(places) == 1:
+        return [(places[0][0], [places[0][1]])]
+    groups: dict[int, tuple[tuple[Window, ...], list[int]]] = {}
+    for windows, rid in places:
+        group = groups.get(id(windows))
+        if group is None:
+            groups[id(windows)] = (windows, [rid])
+        else:
+            group[1].append(rid)
+    return list(groups.values())
 
 
 def forget(state: State, places: list[tuple[tuple[Window, ...], int]]) -> bool:
     """Free the places of receipts never used (reserved ahead, or refunded)."""
     dirty = False
-    for windows, rid in places:
+    for windows, rids in _by_windows(places):
         for window in windows:
             log = state.log(key_of(window))
-            if log is not None and log.pop(rid) is not None:
+            if log is not None and log.take(rids):
                 dirty = True
     return dirty

@@ -36,6 +36,7 @@ import math
 import os
 import time
 import weakref
+from array import array
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -167,16 +168,16 @@ class FileWindowStore:
                 logs.append(log)
             if blocking:
                 return Denied(retry_after, tuple(blocking)), dirty
-            for window, log in zip(windows, logs, strict=True):
-                log.add(now + lease + window.span, rid)
+            rids = array("Q", [rid])
             if want and factor >= 1.0:
                 free = min(w.limit - len(log.untils) for w, log in zip(windows, logs, strict=True))
-                for _ in range(extras(want, free)):
+                for _ in range(extras(want, free - 1)):  # (free after this grant)
                     extra = self._next_id
                     self._next_id = (extra + 1) & 0xFFFF_FFFF_FFFF_FFFF
-                    for window, log in zip(windows, logs, strict=True):
-                        log.add(now + lease + window.span, extra)
+                    rids.append(extra)
                     reserved.append(extra)
+            for window, log in zip(windows, logs, strict=True):
+                log.add_many(now + lease + window.span, rids)
             return Granted(at=now, windows=tuple(windows), receipt=format(rid, "x")), True
 
         admission = self._transaction(name, admit)
