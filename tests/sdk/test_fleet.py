@@ -278,3 +278,36 @@ async def test_a_malformed_target_is_a_failed_account_not_an_exception(redis_url
         result = await tasks.run_copy("job-9", {"base_url": "ftp://x", "name": "odd"}, src)
         assert result["state"] == "failed" and "base_url" in result["error"]
         assert (await tasks.job("job-9").progress())["odd"].state == "failed"
+
+
+async def test_tokens_come_from_redis_or_the_workers_environment(redis_url: str) -> None:
+    from amo_pipelines import OAuth2, TokenSet
+    from amo_pipelines.fleet import FleetError, put_token_set
+    from amo_pipelines.fleet.refs import resolve_auth
+
+    redis = aioredis.Redis.from_url(redis_url)
+    key = f"t{uuid.uuid4().hex[:8]}:{{a.amocrm.ru}}:tokens"
+    try:
+        pair = TokenSet("access-1", "refresh-1", expires_at=4e9)
+        await put_token_set(redis, key, pair)
+        # a pair the workers refreshed meanwhile is kept: the file's refresh token is spent
+        await put_token_set(redis, key, TokenSet("access-0", "refresh-0", expires_at=3e9))
+        ref = AccountRef("https://a.amocrm.ru", token_key=key)
+        assert await resolve_auth(ref, redis, env={}) == ("access-1", None)
+        oauth_env = {
+            "AMO_CLIENT_ID": "id",
+            "AMO_CLIENT_SECRET": "s",
+            "AMO_REDIRECT_URI": "https://x.io/cb",
+        }
+        token, auth = await resolve_auth(ref, redis, env=oauth_env)
+        assert token is None and isinstance(auth, OAuth2)
+        env_ref = AccountRef("https://a.amocrm.ru")
+        assert await resolve_auth(env_ref, redis, env={"AMO_TOKEN_A": "t-a"}) == ("t-a", None)
+        named = AccountRef("https://a.amocrm.ru", token_env="MINE")
+        with pytest.raises(
+            FleetError, match=r"no token for a\.amocrm\.ru: set MINE on the workers"
+        ):
+            await resolve_auth(named, redis, env={"AMO_TOKEN": "other"})
+    finally:
+        await redis.delete(key)
+        await redis.aclose()
