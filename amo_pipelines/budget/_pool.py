@@ -27,6 +27,7 @@ window) nothing is reserved: grants, answers and fairness between processes are 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import time
 import weakref
 from collections.abc import Callable
@@ -84,6 +85,7 @@ class Pools:
         self.forget: dict[str, list[Entry]] = {}  # places to give back, by file
         self._write = write
         self._armed: weakref.ref[asyncio.AbstractEventLoop] | None = None
+        _live.add(self)
 
     def plan(self, account: str, name: str, windows: tuple[Window, ...], now: float) -> Pool | None:
         """The pool to fill in a transaction at ``now`` (its ``want`` set), or None."""
@@ -169,3 +171,15 @@ class Pools:
         ]
         for key in idle:
             del self.by_windows[key]
+
+
+# Pools still in use when the interpreter exits: their event loop may be gone before their
+# timer ran (asyncio.run has returned), and their places would wait out the lease.
+_live: weakref.WeakSet[Pools] = weakref.WeakSet()
+
+
+@atexit.register
+def _give_back_at_exit() -> None:
+    for pools in list(_live):
+        pools.drop_all()
+        pools._write()  # (logs a failure, never raises)

@@ -122,7 +122,7 @@ class FileWindowStore:
         self, account: str, windows: Sequence[Window], rule: PenaltyRule | None
     ) -> SharedAdmission:
         if self._forks != _forks:
-            self._forked()
+            self._after_fork()
         # A place reserved ahead: no file access (the limiter passes the same tuple).
         pool = self._pools.by_windows.get(id(windows))
         if pool is not None and pool.rids and pool.windows is windows and pool.account == account:
@@ -352,7 +352,7 @@ class FileWindowStore:
 
     def _file(self, account: str) -> File:
         if self._forks != _forks:
-            self._forked()
+            self._after_fork()
         file = self._files.get(account)
         if file is None:
             name = hashlib.sha256(account.encode("utf-8", "surrogatepass")).hexdigest()[:32]
@@ -360,7 +360,7 @@ class FileWindowStore:
             file = self._files[account] = File(fd)
         return file
 
-    def _forked(self) -> None:
+    def _after_fork(self) -> None:
         # A forked child shares its parent's open file descriptions, and flock locks
         # belong to those: it must open its own to be excluded from its parent.
         self._files.clear()
@@ -383,7 +383,6 @@ def _forked() -> None:
 
 if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
     os.register_at_fork(after_in_child=_forked)
-
 
 _warned = False
 

@@ -139,3 +139,36 @@ def test_four_processes_never_hold_more_than_the_limit(
         assert transactions < grants / 2  # most grants took a place reserved ahead
     elif pooled is False:
         assert transactions >= grants  # one transaction per grant at least
+
+
+EXITS = textwrap.dedent(
+    """
+    import asyncio, sys
+    from amo_pipelines import FileWindowStore
+    from amo_pipelines.budget.windows import Granted, PenaltyRule, Window
+
+    async def main() -> None:
+        store = FileWindowStore(sys.argv[1], lease=30.0)
+        window = (Window("a|acme.amocrm.ru", 1000, 60.0),)
+        rule = PenaltyRule(0.5, 0.1, 1.0, 1 / 64)
+        for _ in range(4):
+            assert isinstance(await store.acquire_account("acme.amocrm.ru", window, rule), Granted)
+
+    asyncio.run(main())  # then the interpreter exits: no close(), the loop is gone
+    """
+)
+
+
+def test_a_process_that_exits_without_closing_gives_its_reserved_places_back(
+    tmp_path: Path,
+) -> None:
+    from amo_pipelines import FileWindowStore
+    from amo_pipelines.budget._filestate import SUFFIX, load
+
+    directory = tmp_path / "budget"
+    subprocess.run([sys.executable, "-c", EXITS, str(directory)], cwd=ROOT, check=True)
+    [path] = directory.glob(f"*{SUFFIX}")
+    store = FileWindowStore(directory, lease=30.0)
+    log = load(path.read_bytes(), store._boot).log(b"a|acme.amocrm.ru")
+    assert log is not None and len(log.untils) == 4  # the four grants, pending; no more
+    store.close()
