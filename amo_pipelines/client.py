@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiohttp
 import attrs
@@ -320,6 +320,9 @@ class AmoClient:
         return _parse(response, method, path, model)
 
 
+_HOOKS: dict[type[Any], Callable[[Any, Any], Any]] = {}
+
+
 def _parse(response: Response, method: str, path: str, model: type[T]) -> T:
     try:
         data = _json.loads(response.body)
@@ -329,7 +332,10 @@ def _parse(response: Response, method: str, path: str, model: type[T]) -> T:
     try:
         if not isinstance(data, dict):
             raise TypeError(f"a JSON {type(data).__name__}, not an object")
-        return converter.structure(data, model)
+        hook = _HOOKS.get(model)
+        if hook is None:  # cattrs' dispatch looked up once per model, not on every answer
+            hook = _HOOKS.setdefault(model, converter.get_structure_hook(model))
+        return cast("T", hook(data, model))
     except Exception as e:
         detail = f"the body is not a {model.__name__}: {type(e).__name__}"
         raise _unexpected(response, method, path, detail) from e

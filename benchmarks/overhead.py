@@ -361,7 +361,13 @@ async def _decompose(clients: Clients) -> list[tuple[str, float, float, float, f
     return rows
 
 
-_STRUCTURING = ("amo_pipelines/model/converter.py", "amo_pipelines/model/models.py")
+_STRUCTURING = (
+    "amo_pipelines/model/converter.py",
+    "amo_pipelines/model/models.py",
+    "amo_pipelines/model/_fast.py",
+    "amo_pipelines/model/_descriptions.py",
+    "amo_pipelines/model/_keys.py",
+)
 _LIMITER = ("amo_pipelines/http/circuit.py",)
 
 
