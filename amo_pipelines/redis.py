@@ -32,7 +32,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import LockError, RedisError
@@ -50,6 +50,9 @@ from .budget.windows import (
     Window,
 )
 from .errors import InvalidInputError, TokenStoreError
+
+if TYPE_CHECKING:
+    from .funnels.lock import HeldLock
 
 __all__ = ["RedisApplyLock", "RedisTokenStore", "RedisWindowStore"]
 
@@ -278,6 +281,13 @@ class RedisApplyLock:
     :class:`~amo_pipelines.funnels.ApplyLockedError` naming the holder's host and process.
     An unreachable Redis raises :class:`~amo_pipelines.budget.limiter.RateLimitStoreError`;
     in both cases nothing was sent.
+
+    The lock is lost mid-apply when a renewal finds the key gone or holding another token
+    (it expired, or was deleted or overwritten), or when Redis has not confirmed a renewal
+    for ``2 * ttl / 3`` seconds (it is retried every ``ttl / 10`` meanwhile), before the key
+    can expire. The :class:`~amo_pipelines.funnels.lock.HeldLock` that ``hold`` yields is
+    then marked lost and the apply stops before its next write
+    (:class:`~amo_pipelines.funnels.ApplyLockLostError`): another apply may hold the account.
     """
 
     def __init__(
@@ -304,9 +314,10 @@ class RedisApplyLock:
         return f"{self.prefix}:{_tag(account)}:apply-lock"
 
     @contextlib.asynccontextmanager
-    async def hold(self, account: str) -> AsyncIterator[None]:
+    async def hold(self, account: str) -> AsyncIterator[HeldLock]:
         from .budget.limiter import RateLimitStoreError
         from .funnels.errors import ApplyLockedError  # the funnels only when applying
+        from .funnels.lock import HeldLock
 
         key = self.key(account)
         # The token names the holder (host and pid, nothing secret) for the error of others.
@@ -319,7 +330,9 @@ class RedisApplyLock:
             blocking_timeout=self.timeout,
             thread_local=False,
         )
+        loop = asyncio.get_running_loop()
         try:
+            asked = loop.time()
             acquired = await lock.acquire(token=token)
             holder = None if acquired else await self.redis.get(key)
         except RedisError as exc:
@@ -330,24 +343,54 @@ class RedisApplyLock:
         if not acquired:
             who = f" (held by {_text(holder).rsplit(':', 1)[0]})" if holder else ""
             raise ApplyLockedError(f"another apply to {account} is running{who}")
-        renewal = asyncio.ensure_future(self._renew(lock, account))
+        held = HeldLock(account)
+        # The key was set no earlier than the last attempt; a blocking acquire retried every
+        # `sleep` seconds, so its TTL is counted from no earlier than that.
+        confirmed = max(asked, loop.time() - min(0.1, self.ttl / 10))
+        renewal = asyncio.ensure_future(self._renew(lock, held, confirmed))
         try:
-            yield
+            yield held
         finally:
             renewal.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewal
-            with contextlib.suppress(LockError, RedisError):
-                await lock.release()
+            if held.lost is None:  # a lost key may be another holder's now: leave it
+                with contextlib.suppress(LockError, RedisError):
+                    await lock.release()
 
-    async def _renew(self, lock: Any, account: str) -> None:
+    async def _renew(self, lock: Any, held: HeldLock, confirmed: float) -> None:
+        """Renew every ``ttl / 3``; mark ``held`` lost as the class docstring says.
+        ``confirmed``: when the key's current TTL started, at the latest."""
+        loop = asyncio.get_running_loop()
+        key = self.key(held.account)
+        deadline = self.ttl * 2 / 3  # past it unconfirmed, the key may expire at any time
+        wait = self.ttl / 3
         while True:
-            await asyncio.sleep(self.ttl / 3)
+            await asyncio.sleep(wait)
+            sent = loop.time()
             try:
-                await lock.extend(self.ttl, replace_ttl=True)
-            except (LockError, RedisError) as exc:
-                # Losing the lock mid-apply (a Redis outage longer than the TTL) can not undo
-                # the writes already sent; say so, and keep trying while the apply runs.
-                logger.warning(
-                    "could not renew the apply lock of %s (%s)", account, type(exc).__name__
+                await asyncio.wait_for(
+                    lock.extend(self.ttl, replace_ttl=True),
+                    timeout=max(0.0, confirmed + deadline - sent),
                 )
+            except LockError:  # LockNotOwnedError: expired, deleted, or another token
+                held.lose(
+                    f"the key {key} expired or was taken by another holder "
+                    f"(its TTL is {self.ttl:g} s)"
+                )
+                return
+            except (RedisError, asyncio.TimeoutError) as exc:
+                if loop.time() >= confirmed + deadline:
+                    held.lose(
+                        f"Redis confirmed no renewal of {key} for {loop.time() - confirmed:.1f} s "
+                        f"({type(exc).__name__}); its TTL is {self.ttl:g} s"
+                    )
+                    return
+                logger.warning(
+                    "could not renew the apply lock of %s (%s); retrying",
+                    held.account,
+                    type(exc).__name__,
+                )
+                wait = self.ttl / 10
+                continue
+            confirmed, wait = sent, self.ttl / 3

@@ -20,7 +20,7 @@ without it.
 
 from __future__ import annotations
 
-from .apply import ApplyError, ApplyResult, apply, execute
+from .apply import ApplyError, ApplyLockLostError, ApplyResult, apply, execute
 from .copy import CopyResult, CopyTarget, copy_funnels
 from .errors import (
     ApplyLockedError,
@@ -30,7 +30,7 @@ from .errors import (
     StalePlanError,
 )
 from .export import Snapshot, export, read_account, snapshot_to_spec
-from .lock import ApplyLock, LocalApplyLock, lock_for
+from .lock import ApplyLock, HeldLock, LocalApplyLock, lock_for
 from .plan import Line, Plan, make_plan, plan_against
 from .progress import NO_PROGRESS, Progress
 from .saved import SavedPlan, load_source, save_plan
@@ -50,12 +50,14 @@ __all__ = [
     "NO_PROGRESS",
     "ApplyError",
     "ApplyLock",
+    "ApplyLockLostError",
     "ApplyLockedError",
     "ApplyResult",
     "CopyResult",
     "CopyTarget",
     "ExtraMissingError",
     "FunnelsSpec",
+    "HeldLock",
     "Line",
     "LocalApplyLock",
     "PipelineSpec",

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import define, field
 
+from ..model._descriptions import FIELDS as _DESCRIPTION_FIELDS
 from ..model.constants import MAX_CUSTOM_STATUSES_PER_PIPELINE
 from ..model.inputs import DescriptionInput, NewStatus, StatusUpdate
-from ..model.models import Status
+from ..model.models import Deferred, Status
 from ._order import StatusOrder, longest_increasing, nearest_palette_color
 from .errors import PlanError
 from .export import status_role
@@ -202,11 +203,11 @@ def _changes(
         if color != status.color.lower():  # warn only when the nearest color is written
             changes["color"] = palette_color(spec.color, lines, where, spec.name)
             notes.append(f"color {status.color} -> {color}")
-    if spec.descriptions is not None and status.descriptions is not None:
-        held = {str(d.level): d for d in status.descriptions}
-        if spec.descriptions == tuple(
-            (level, held[level].description) for level in LEVELS if level in held
-        ):
+    if spec.descriptions is not None:
+        held = held_descriptions(status)
+        if held is None:
+            return changes, notes
+        if spec.descriptions == tuple((level, held[level][1]) for level in LEVELS if level in held):
             return changes, notes  # the usual case, checked at once
         wanted = dict(spec.descriptions)
         edits = []
@@ -214,16 +215,39 @@ def _changes(
             if level not in held:
                 edits.append(DescriptionInput.create(level, text))
                 notes.append(f"{level} description added")
-            elif held[level].description != text:
-                edits.append(DescriptionInput.edit(held[level].id, level, text))
+            elif held[level][1] != text:
+                edits.append(DescriptionInput.edit(held[level][0], level, text))
                 notes.append(f"{level} description changed")
-        for level, d in held.items():
+        for level, (description_id, _) in held.items():
             if level not in wanted:
-                edits.append(DescriptionInput.delete(d.id, level))
+                edits.append(DescriptionInput.delete(description_id, level))
                 notes.append(f"{level} description removed")
         if edits:
             changes["descriptions"] = edits
     return changes, notes
+
+
+# A status's descriptions as the converter left them: made objects, or (for a large answer)
+# a Deferred holding the checked rows, values in StatusDescription's field order, until the
+# field is first read. Comparing the rows spares making objects a copy never reads (most
+# of a second copy's CPU went to making them).
+_SLOT = getattr(Status.__dict__["descriptions"], "slot", None)
+_ID, _LEVEL, _TEXT = (_DESCRIPTION_FIELDS.index(n) for n in ("id", "level", "description"))
+_WIDTH = len(_DESCRIPTION_FIELDS)
+
+
+def held_descriptions(status: Status) -> dict[str, tuple[int, str]] | None:
+    """``level -> (description id, text)`` of ``status`` (``None``: not read), without
+    making description objects that are not made yet."""
+    raw = _SLOT.__get__(status, Status) if _SLOT is not None else status.descriptions
+    if type(raw) is Deferred:
+        rows = raw.data
+        if all(type(row) is tuple and len(row) == _WIDTH for row in rows):
+            return {str(row[_LEVEL]): (row[_ID], row[_TEXT]) for row in rows}
+        raw = status.descriptions  # kept in some other shape: make them
+    if raw is None:
+        return None
+    return {str(d.level): (d.id, d.description) for d in raw}
 
 
 def palette_color(color: str | None, lines: list[Line], where: str, name: str) -> str | None:

@@ -13,6 +13,9 @@ API allows and the client's rate limiter paces them:
   not move anything go alongside.
 
 Applying the same file again sends no write: the plan is empty.
+
+If the account's apply lock is lost mid-apply (see :mod:`.lock`), the apply stops before
+its next write and raises :class:`ApplyLockLostError`, which lists what was written.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from ..model.constants import MAX_CUSTOM_STATUSES_PER_PIPELINE
 from ..model.models import Pipeline, Status
 from .errors import StalePlanError
 from .export import account_host, status_role
-from .lock import ApplyLock, lock_for
+from .guard import WriteGuard
+from .lock import ApplyLock, HeldLock, lock_for
 from .plan import PipelineStep, Plan, make_plan
 from .progress import NO_PROGRESS, Progress
 from .saved import SavedPlan
@@ -63,6 +67,46 @@ class ApplyError(AmoError):
         )
 
 
+class ApplyLockLostError(ApplyError):
+    """The account's apply lock was lost mid-apply (another apply may hold the account now):
+    the apply stopped before its next write.
+
+    ``written``: the writes that were sent and succeeded (as the plan's steps name them),
+    ``failures``: those that failed, ``not_sent``: those held back; the plan's other writes
+    were not reached. ``planned``: write requests planned; ``result``: the ids of what
+    exists; ``reason``: why the lock counts as lost."""
+
+    def __init__(
+        self,
+        host: str,
+        reason: str,
+        *,
+        written: list[str],
+        not_sent: list[str],
+        failures: list[str],
+        planned: int,
+        result: ApplyResult,
+    ) -> None:
+        self.host = host
+        self.reason = reason
+        self.written = written
+        self.not_sent = not_sent
+        self.planned = planned
+        self.failures = failures
+        self.result = result
+        shown = "; ".join(written[:5]) + ("; ..." if len(written) > 5 else "")
+        AmoError.__init__(
+            self,
+            f"the apply lock of {host} was lost ({reason}); stopped before the next write, "
+            f"since another apply may hold the account: {len(written)} of {planned} write "
+            f"requests done"
+            + (f" ({shown})" if written else "")
+            + (f", {len(failures)} failed" if failures else "")
+            + f", {max(0, planned - len(written) - len(failures))} not sent; "
+            "read the account again (plan) before applying again",
+        )
+
+
 async def apply(
     amo: AmoClient,
     source: FunnelsSpec | SavedPlan,
@@ -84,9 +128,11 @@ async def apply(
     assert isinstance(spec, FunnelsSpec)
     if lock is None:
         lock = lock_for(amo, timeout=lock_timeout)
-    async with lock.hold(account_host(amo)):
+    async with lock.hold(account_host(amo)) as held:
         progress.note("reading the account")
         plan = await make_plan(amo, spec, prune=saved.prune if saved else prune, progress=progress)
+        if held is not None and held.lost is not None:
+            raise _lost(plan.host, held.lost, WriteGuard(amo, None), [], plan.writes, plan)
         if saved is not None:
             saved.check(plan)
         if not plan.has_changes:
@@ -98,7 +144,7 @@ async def apply(
             if not answer:
                 return _result(plan, applied=False)
         progress.note(f"writing: {plan.writes} requests")
-        result = await execute(amo, plan, progress=progress)
+        result = await execute(amo, plan, progress=progress, held=held)
         progress.note("applied")
         return result
 
@@ -113,40 +159,84 @@ def _result(plan: Plan, *, applied: bool) -> ApplyResult:
     return result
 
 
-async def execute(amo: AmoClient, plan: Plan, *, progress: Progress = NO_PROGRESS) -> ApplyResult:
-    """Send a plan's writes (no lock, no re-read: :func:`apply` does those)."""
+async def execute(
+    amo: AmoClient,
+    plan: Plan,
+    *,
+    progress: Progress = NO_PROGRESS,
+    held: HeldLock | None = None,
+) -> ApplyResult:
+    """Send a plan's writes (no lock, no re-read: :func:`apply` does those). ``held``: the
+    account's apply lock as held by the caller; once it is lost, nothing more is written
+    and :class:`ApplyLockLostError` says what was."""
     result = _result(plan, applied=True)
     failures: list[str] = []
     progress.expect(plan.writes)
 
-    step = _stepper(failures, progress)
+    guard = WriteGuard(amo, held)
+    step = _stepper(failures, progress, guard)
     chains = [_pipelines_chain(amo, plan, result, step)]
     chains += [
         _statuses_chain(amo, s.live.id, s, result, step)
         for s in plan.steps
         if s.live is not None and not s.delete
     ]
-    await asyncio.gather(*chains)
+    try:
+        await asyncio.gather(*chains)
+    finally:
+        guard.close()
+    if guard.lost is not None:
+        raise _lost(plan.host, guard.lost, guard, failures, plan.writes, result)
     if failures:
         raise ApplyError(failures, result)
     return result
 
 
+def _lost(
+    host: str,
+    reason: str,
+    guard: WriteGuard,
+    failures: list[str],
+    planned: int,
+    result: ApplyResult | Plan,
+) -> ApplyLockLostError:
+    if isinstance(result, Plan):
+        result = _result(result, applied=False)
+    return ApplyLockLostError(
+        host,
+        reason,
+        written=guard.written,
+        not_sent=guard.not_sent,
+        failures=failures,
+        planned=planned,
+        result=result,
+    )
+
+
 Step = Callable[..., Awaitable[Any]]
 
 
-def _stepper(failures: list[str], progress: Progress) -> Step:
+def _stepper(failures: list[str], progress: Progress, guard: WriteGuard | None = None) -> Step:
     """A write that records its failure (instead of raising, so that the other writes go
-    on) and counts as one request done."""
+    on) and counts as one request done; with ``guard``, none starts once the lock is lost."""
 
     async def step(what: str, call: Awaitable[Any], requests: int = 1) -> Any:
+        if guard is not None and guard.lost is not None:
+            guard.refuse(what, call)
+            return None
         try:
-            return await call
+            made = await call
         except AmoError as e:
-            failures.append(_explain(what, e))
+            if guard is not None and guard.stopped(e):
+                guard.not_sent.append(what)
+            else:
+                failures.append(_explain(what, e))
             return None
         finally:
             progress.advance(requests)
+        if guard is not None:
+            guard.written.append(what)
+        return made
 
     return step
 
@@ -270,4 +360,11 @@ def _explain(what: str, error: AmoError) -> str:
     return f"{what}: {error}"
 
 
-__all__ = ["ApplyError", "ApplyResult", "StalePlanError", "apply", "execute"]
+__all__ = [
+    "ApplyError",
+    "ApplyLockLostError",
+    "ApplyResult",
+    "StalePlanError",
+    "apply",
+    "execute",
+]

@@ -8,6 +8,14 @@ so the source's reads and the targets' writes overlap instead of following each 
 Each target is planned and written like :func:`~amo_pipelines.funnels.apply` (same
 matching by name, same fewest requests, same lock), one pipeline at a time.
 
+``dry_run``: the source is exported, and every target is only planned (reads, no lock, no
+write), each with :func:`~amo_pipelines.funnels.make_plan`: its outcome's ``plan`` is the
+plan an apply of the export would carry out now.
+
+If a target's apply lock is lost mid-copy, that target stops before its next write; its
+outcome's error is an :class:`~amo_pipelines.funnels.ApplyLockLostError` listing what was
+written.
+
 The id map says, per target, which target pipeline and status stands for each source id
 (142 and 143 map to themselves), for moving leads afterwards. Copying again converges: the
 targets already match, so nothing is written.
@@ -28,17 +36,19 @@ from ..errors import AmoError
 from ..model.constants import LOST_STATUS_ID, WON_STATUS_ID
 from ..model.models import Pipeline, Status
 from ._pipeline import StatusSteps, plan_statuses
-from .apply import ApplyError, _pipelines_chain, _result, _statuses_chain, _stepper
+from .apply import ApplyError, _lost, _pipelines_chain, _result, _statuses_chain, _stepper
 from .export import (
     Snapshot,
     account_host,
+    export,
     keep_hidden_incoming,
     snapshot_to_spec,
     sorted_statuses,
     status_spec,
 )
-from .lock import ApplyLock, lock_for
-from .plan import Line, PipelineStep, plan_against
+from .guard import WriteGuard
+from .lock import ApplyLock, HeldLock, lock_for
+from .plan import Line, PipelineStep, Plan, make_plan, plan_against
 from .progress import NO_PROGRESS, Progress
 from .spec import FunnelsSpec, PipelineSpec
 
@@ -64,6 +74,9 @@ class TargetOutcome:
     lines: list[Line] = field(factory=list)
     """The plan's lines (creates, changes, deletes, warnings) as they were made."""
     error: AmoError | None = None
+    plan: Plan | None = None
+    """With ``dry_run``: the target's plan (as :func:`~amo_pipelines.funnels.make_plan`
+    makes it); nothing was written."""
 
     def id_map(self, spec: FunnelsSpec) -> dict[str, dict[str, int]]:
         pipelines: dict[str, int] = {}
@@ -110,12 +123,16 @@ async def copy_funnels(
     lock: ApplyLock | None = None,
     lock_timeout: float = 0.0,
     progress: Callable[[str], Progress] = lambda name: NO_PROGRESS,
+    dry_run: bool = False,
 ) -> CopyResult:
     """Copy ``source``'s funnels to every target concurrently. A target that fails does not
     stop the others: its :class:`TargetOutcome` carries the error. A failed read of the
     source raises (what the targets got so far stays). ``lock``/``lock_timeout``: as for
     :func:`~amo_pipelines.funnels.apply` (by default each target's lock matches its
-    client's rate limiter store)."""
+    client's rate limiter store). ``dry_run``: plan every target, write nothing (see the
+    module)."""
+    if dry_run:
+        return await _dry_run(source, targets, prune, progress)
     started = dt.datetime.now(dt.timezone.utc)
     watch = progress(account_host(source))
     watch.note("reading the source")
@@ -173,6 +190,32 @@ async def copy_funnels(
     return CopyResult(spec=spec, targets=list(outcomes))
 
 
+async def _dry_run(
+    source: AmoClient,
+    targets: Sequence[CopyTarget],
+    prune: bool,
+    progress: Callable[[str], Progress],
+) -> CopyResult:
+    spec = await export(source, progress=progress(account_host(source)))
+
+    async def plan_one(target: CopyTarget) -> TargetOutcome:
+        outcome = TargetOutcome(target.name)
+        watch = progress(target.name)
+        try:
+            plan = await make_plan(target.client, spec, prune=prune, progress=watch)
+        except AmoError as e:
+            outcome.error = e
+            return outcome
+        done = _result(plan, applied=False)
+        outcome.plan, outcome.lines, outcome.writes = plan, plan.lines, plan.writes
+        outcome.pipeline_ids, outcome.status_ids = done.pipeline_ids, done.status_ids
+        watch.note(plan.summary())
+        return outcome
+
+    outcomes = await asyncio.gather(*(plan_one(t) for t in targets))
+    return CopyResult(spec=spec, targets=list(outcomes))
+
+
 class _Shared:
     """What every target would compute alike, computed once: a source pipeline as the file
     wants it, and the statuses of a pipeline a target creates (it starts empty)."""
@@ -222,8 +265,8 @@ async def _copy_one(
     outcome = TargetOutcome(target.name)
     amo = target.client
     try:
-        async with lock.hold(account_host(amo)):
-            await _fill(amo, outcome, source, prune, watch, shared)
+        async with lock.hold(account_host(amo)) as held:
+            await _fill(amo, outcome, source, prune, watch, shared, held)
     except AmoError as e:
         outcome.error = e
     return outcome
@@ -236,6 +279,7 @@ async def _fill(
     prune: bool,
     watch: Progress,
     shared: _Shared,
+    held: HeldLock | None,
 ) -> None:
     watch.note("copying")
     watch.expect(1)
@@ -256,7 +300,8 @@ async def _fill(
     outcome.lines = plan.lines
     outcome.writes = plan.writes
     watch.expect(plan.writes)
-    step_call = _stepper(failures, watch)
+    guard = WriteGuard(amo, held)
+    step_call = _stepper(failures, watch, guard)
     pipelines = asyncio.ensure_future(_pipelines_chain(amo, plan, result, step_call))
 
     async def one(i: int, ps: PipelineSpec, step: PipelineStep) -> None:
@@ -293,7 +338,9 @@ async def _fill(
         await _statuses_chain(amo, pipeline_id, one_step, result, step_call)
 
     try:
-        await asyncio.gather(
+        # All of them end before the lock is let go (the first error does not leave the
+        # others writing on their own).
+        ended = await asyncio.gather(
             *(
                 one(i, ps, step)
                 for i, (ps, step) in enumerate(
@@ -301,9 +348,16 @@ async def _fill(
                 )
             ),
             pipelines,
+            return_exceptions=True,
         )
     finally:
+        guard.close()
         outcome.pipeline_ids = result.pipeline_ids
         outcome.status_ids = result.status_ids
+    if guard.lost is not None:
+        raise _lost(account_host(amo), guard.lost, guard, failures, outcome.writes, result)
+    for end in ended:
+        if isinstance(end, BaseException):
+            raise end
     if failures:
         raise ApplyError(failures, result)

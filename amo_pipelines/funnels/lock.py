@@ -16,6 +16,14 @@ applies of an account take turns wherever its requests share a budget:
   an advisory ``fcntl.flock`` on a file per account in the folder of the machine-wide window
   store (:func:`amo_pipelines.budget.file.default_directory`, mode 0700), so processes of one
   machine take turns too. Without ``fcntl`` it holds within the process only.
+
+``hold`` yields a :class:`HeldLock`. A lock with a time to live (Redis) can be lost while an
+apply runs (Redis down longer than the TTL, the key deleted or taken by another holder); its
+renewal task then calls :meth:`HeldLock.lose`, and the apply stops before its next write
+(:class:`~amo_pipelines.funnels.ApplyLockLostError`). A :class:`LocalApplyLock` is not lost
+while its process lives: the ``asyncio.Lock`` is released only by its holder and the kernel
+keeps the ``flock`` until the file is closed (deleting the lock file by hand is the one way
+round it, as for any lock file).
 """
 
 from __future__ import annotations
@@ -23,11 +31,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import sys
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
@@ -45,11 +54,59 @@ except ImportError:  # pragma: no cover - Windows
 
 POLL = 0.05
 
+logger = logging.getLogger("amo_pipelines.funnels")
+
+
+class HeldLock:
+    """One holding of an account's apply lock, as ``hold`` yields it.
+
+    ``lost`` is ``None`` while the lock is held, else why it was lost. Checking it costs an
+    attribute read: the lock's renewal task sets it, so a write needs no round trip to the
+    lock's store. :meth:`on_lost` callbacks run once, when it is lost.
+    """
+
+    __slots__ = ("_callbacks", "account", "lost")
+
+    def __init__(self, account: str) -> None:
+        self.account = account
+        self.lost: str | None = None
+        self._callbacks: list[Callable[[], None]] = []
+
+    def __repr__(self) -> str:
+        return f"HeldLock({self.account!r}, lost={self.lost!r})"
+
+    def lose(self, reason: str) -> None:
+        """Mark the lock lost (the first reason is kept) and run the callbacks."""
+        if self.lost is not None:
+            return
+        self.lost = reason
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # one callback's failure must not keep the others from running
+                logger.exception("apply lock of %s: a callback on its loss failed", self.account)
+
+    def on_lost(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` when the lock is lost (at once if it is); returns a function
+        that removes it."""
+        if self.lost is not None:
+            callback()
+            return lambda: None
+        self._callbacks.append(callback)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._callbacks.remove(callback)
+
+        return remove
+
 
 class ApplyLock(Protocol):
-    def hold(self, account: str) -> AbstractAsyncContextManager[None]:
+    def hold(self, account: str) -> AbstractAsyncContextManager[HeldLock | None]:
         """Hold the account's lock for the ``async with`` block, or raise
-        :class:`ApplyLockedError` after the lock's timeout."""
+        :class:`ApplyLockedError` after the lock's timeout. Yields a :class:`HeldLock` (a lock
+        that can not be lost may yield ``None``)."""
         ...
 
 
@@ -104,7 +161,7 @@ class LocalApplyLock:
         return self.directory / f"apply-{digest}.lock"
 
     @contextlib.asynccontextmanager
-    async def hold(self, account: str) -> AsyncIterator[None]:
+    async def hold(self, account: str) -> AsyncIterator[HeldLock]:
         deadline = time.monotonic() + self.timeout
         key = (id(asyncio.get_running_loop()), account)
         lock = self._locks.get(key)
@@ -119,7 +176,7 @@ class LocalApplyLock:
         try:
             handle = await self._file_lock(account, deadline)
             try:
-                yield
+                yield HeldLock(account)  # never lost: see the module
             finally:
                 handle.close()  # closing the file releases the flock
         finally:

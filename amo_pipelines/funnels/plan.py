@@ -70,11 +70,21 @@ class Plan:
     spec: FunnelsSpec
     host: str
     account_id: int | None
-    fingerprint: str
+    snapshot: Snapshot = field(repr=False, eq=False)
+    """What the plan was computed from (the account as read)."""
     prune: bool
     steps: list[PipelineStep]
     lines: list[Line]
     reads: int
+    _fingerprint: str | None = field(default=None, init=False, repr=False, eq=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """A fingerprint of :attr:`snapshot`, for saved plans (computed on first use: it
+        hashes every status and description, and only a saved plan needs it)."""
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.snapshot)
+        return self._fingerprint
 
     @property
     def creates_pipelines(self) -> list[PipelineStep]:
@@ -236,7 +246,7 @@ def plan_against(
         spec=spec,
         host=snapshot.host,
         account_id=snapshot.account_id,
-        fingerprint=fingerprint(snapshot),
+        snapshot=snapshot,
         prune=prune,
         steps=steps,
         lines=lines,
