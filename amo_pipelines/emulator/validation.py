@@ -22,6 +22,7 @@ from .plans import (
     StatusPatch,
     ValidationFailed,
 )
+from .quick import quick_new_status
 from .rules import (
     CLOSED_STATUS_IDS,
     DEFAULT_COLOR,
@@ -275,6 +276,10 @@ def validate_new_statuses(body: list[Any], rules: FieldRules = DEFAULT_RULES) ->
     plans: list[NewStatus] = []
     failed: list[ItemErrors] = []
     for index, raw in enumerate(body):
+        quick = quick_new_status(raw, index, rules)
+        if quick is not None:
+            plans.append(quick)
+            continue
         request_id, rid_error = _request_id(raw, str(index))
         if not isinstance(raw, dict):
             failed.append(

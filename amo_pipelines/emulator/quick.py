@@ -1,0 +1,78 @@
+"""The well-formed case of a statuses POST item, checked in one pass.
+
+A copy creates up to 97 statuses with three descriptions each in one POST, and the general
+validation (an ``_Item`` per status and per description, one method call per field) was
+most of the emulator's time per request. :func:`quick_new_status` accepts an item only
+where the general validation would find no error, and then makes the very plan it would
+make; anything else (a missing or mistyped field, a blank name, a color off the palette,
+a repeated level, too many descriptions) returns ``None`` and goes the general way, which
+reports the errors as before.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .plans import NewDescription, NewStatus
+from .rules import (
+    DEFAULT_COLOR,
+    LEVELS,
+    MAX_DESCRIPTION_LENGTH,
+    MAX_DESCRIPTIONS,
+    PALETTE,
+    FieldRules,
+)
+
+_PALETTE = frozenset(PALETTE)
+_LEVELS = frozenset(LEVELS)
+
+
+def quick_new_status(raw: Any, index: int, rules: FieldRules) -> NewStatus | None:
+    """The plan of a valid statuses POST item (``index``: its place in the body), or
+    ``None`` when the general validation must look at it."""
+    if type(raw) is not dict:
+        return None
+    request_id = raw.get("request_id", None)
+    if request_id is None:
+        if "request_id" in raw:
+            return None
+        request_id = str(index)
+    elif not isinstance(request_id, str):
+        return None
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        return None
+    limit = rules.max_name_length
+    if limit is not None and len(name) > limit:
+        return None
+    sort = raw.get("sort")
+    if type(sort) is not int:  # bool is no int here, as in the general check
+        return None
+    bounds = rules.sort_range
+    if bounds is not None and not bounds[0] <= sort <= bounds[1]:
+        return None
+    color = raw.get("color", DEFAULT_COLOR)
+    if not isinstance(color, str) or color not in _PALETTE:
+        return None
+    found = raw.get("descriptions", [])
+    if type(found) is not list or len(found) > MAX_DESCRIPTIONS:
+        return None
+    descriptions = []
+    seen: set[str] = set()
+    for item in found:
+        if type(item) is not dict:
+            return None
+        level = item.get("level")
+        text = item.get("description")
+        if (
+            not isinstance(level, str)
+            or level not in _LEVELS
+            or level in seen
+            or not isinstance(text, str)
+            or not text.strip()
+            or len(text) > MAX_DESCRIPTION_LENGTH
+        ):
+            return None
+        seen.add(level)
+        descriptions.append(NewDescription(level, text))
+    return NewStatus(name, sort, color, tuple(descriptions), request_id, index)
