@@ -78,35 +78,41 @@ class Log:
 
     def take(self, rids: list[int]) -> array[int]:
         """Take out the places of receipts ``rids``; the receipts that were held."""
-        raw, order = self.ids.tobytes(), sys.byteorder
-        found = []
-        for rid in rids:
-            needle = rid.to_bytes(8, order)
-            at = raw.find(needle)
-            while at > 0 and at % 8:  # (a match across two entries)
-                at = raw.find(needle, at + 1)
-            if at >= 0:
-                found.append(at >> 3)
+        # The places a grant reserved ahead with it have consecutive receipts and one
+        # until, so they lie side by side: a run of them comes out as one slice.
         taken = array("Q")
-        if found:
-            untils, ids = self.untils, self.ids
-            for index in sorted(found, reverse=True):
-                taken.append(ids[index])
-                del untils[index]
-                del ids[index]
+        ordered = sorted(rids)
+        start, total = 0, len(ordered)
+        while start < total:
+            end = start + 1
+            while end < total and ordered[end] == ordered[end - 1] + 1:
+                end += 1
+            run = array("Q", ordered[start:end])
+            at = self.find(ordered[start])
+            if at >= 0 and self.ids[at : at + len(run)] == run:
+                del self.untils[at : at + len(run)]
+                del self.ids[at : at + len(run)]
+                taken.extend(run)
+            else:
+                taken.extend(rid for rid in run if self.pop(rid) is not None)
+            start = end
         return taken
 
-    def pop(self, rid: int) -> float | None:
-        """Take out the place of receipt ``rid``; its until, or None if not held."""
+    def find(self, rid: int) -> int:
+        """The index of receipt ``rid``, or -1."""
         # A byte search, not ids.index(): that makes an int of every entry it passes, which
         # costs more than all the rest of a call once a window holds thousands.
         raw, needle = self.ids.tobytes(), rid.to_bytes(8, sys.byteorder)
         at = raw.find(needle)
         while at > 0 and at % 8:  # (a match across two entries)
             at = raw.find(needle, at + 1)
-        if at < 0:
+        return at if at < 0 else at // 8
+
+    def pop(self, rid: int) -> float | None:
+        """Take out the place of receipt ``rid``; its until, or None if not held."""
+        index = self.find(rid)
+        if index < 0:
             return None
-        index = at // 8
         until = self.untils[index]
         del self.untils[index]
         del self.ids[index]

@@ -15,7 +15,7 @@ the latest by a timer; so are all of an account's places when this process recor
 a block or its end, and the pools of a forked child (they are the parent's). The age bound
 also bounds how long a pause or block recorded by another process can go unseen here: by
 at most the places reserved before it, within :data:`MAX_AGE`, like grants made just before
-it. How many places to reserve follows demand: none for a first grant, then 1, 3, 7 while
+it. How many places to reserve follows demand: none for a first grant, then 1, 3, 7, 15 while
 each pool is used up within :data:`MAX_AGE` of its filling; back to none after a pause.
 The answers of grants made in that regime are written with the next write or by the timer
 rather than when the event loop turns, so that a call costs no transaction of its own.
@@ -39,7 +39,7 @@ __all__ = ["MAX_AGE", "MAX_EXTRA", "SHARE", "Pool", "Pools"]
 MAX_AGE = 0.005
 """Seconds a reserved place waits for a grant before it is given back (and the longest a
 pooled grant can follow a pause or block another process recorded)."""
-MAX_EXTRA = 7  # places reserved beyond the grant: at most 8 grants per transaction
+MAX_EXTRA = 15  # places reserved beyond the grant: at most 16 grants per transaction
 SHARE = 8  # reserve at most 1/SHARE of the places still free after the grant
 _MAX_POOLS = 256  # idle pools forgotten beyond this many (a service of many accounts)
 
@@ -76,11 +76,11 @@ def extras(want: int, free: int) -> int:
 class Pools:
     """Every pool of one store, the places to give back, and the timer that does it.
 
-    ``write()`` runs one transaction per account file that has something waiting for it
-    (answers, places to give back).
+    ``write(skip)`` runs one transaction per account file that has something waiting for
+    it (answers, places to give back), but for the files in ``skip``.
     """
 
-    def __init__(self, write: Callable[[], None]) -> None:
+    def __init__(self, write: Callable[[frozenset[str]], None]) -> None:
         self.by_windows: dict[int, Pool] = {}
         self.forget: dict[str, list[Entry]] = {}  # places to give back, by file
         self._write = write
@@ -155,11 +155,15 @@ class Pools:
     def _due(self) -> None:
         self._armed = None
         now = time.monotonic()
+        busy = set()
         for pool in self.by_windows.values():
-            if pool.rids and now - pool.born >= MAX_AGE * 0.999:
-                self.drop(pool)
+            if pool.rids:
+                if now - pool.born >= MAX_AGE * 0.999:
+                    self.drop(pool)
+                else:  # in use: its next transaction, or the next tick, writes the answers
+                    busy.add(pool.name)
         self._sweep(now)
-        self._write()
+        self._write(frozenset(busy))
         if any(pool.rids or pool.active for pool in self.by_windows.values()):
             self.arm()
 
@@ -182,4 +186,4 @@ _live: weakref.WeakSet[Pools] = weakref.WeakSet()
 def _give_back_at_exit() -> None:
     for pools in list(_live):
         pools.drop_all()
-        pools._write()  # (logs a failure, never raises)
+        pools._write(frozenset())  # (logs a failure, never raises)

@@ -258,10 +258,13 @@ class FileWindowStore:
 
     # ------------------------------------------------------------------ internals
 
-    def _flush(self) -> None:
-        """Write the answers and the places to give back no other write has carried yet."""
+    def _flush(self, skip: frozenset[str] = frozenset()) -> None:
+        """Write the answers and the places to give back no other write has carried yet
+        (but those of files in ``skip``)."""
         self._flush_on = None
         for name in {**self._answers, **self._pools.forget}:
+            if name in skip:
+                continue
             try:
                 self._transaction(name, _unchanged)
             except Exception as exc:  # kept for the next write; meanwhile pending: safe

@@ -342,3 +342,38 @@ async def test_windows_passed_as_a_list_are_granted_one_by_one(
         assert isinstance(await store.acquire_account(ACCOUNT, windows, RULE), Granted)
     assert held(store, windows[0]) == 10
     store.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    blocks=st.lists(st.integers(1, 6), min_size=1, max_size=6),
+    pick=st.lists(st.booleans(), min_size=40, max_size=40),
+    renewed=st.lists(st.integers(0, 39), max_size=4),
+    absent=st.lists(st.integers(0, 10**6), max_size=3),
+)
+def test_taking_receipts_out_of_a_window_takes_exactly_those_held(
+    blocks: list[int], pick: list[bool], renewed: list[int], absent: list[int]
+) -> None:
+    """Places reserved together lie side by side and come out as one slice; whatever the
+    layout (a run split by a renewal that moved one of them, receipts not held), exactly
+    the held ones leave and the rest stay in order."""
+    from array import array
+
+    from amo_pipelines.budget._filestate import Log
+
+    log = Log(array("d"), array("Q"))
+    rid = 10**7
+    for index, size in enumerate(blocks):  # one fill each: consecutive receipts, one until
+        log.add_many(float(index % 3), array("Q", range(rid, rid + size)))
+        rid += size + 1
+    for index in renewed:  # a heartbeat gives a pending place a later until
+        if index < len(log.ids):
+            moved = log.ids[index]
+            until = log.pop(moved)
+            assert until is not None
+            log.add(until + 5.0, moved)
+    before = list(zip(log.untils, log.ids, strict=True))
+    wanted = [r for (_, r), chosen in zip(before, pick, strict=False) if chosen]
+    taken = log.take(wanted + absent)
+    assert sorted(taken) == sorted(wanted)
+    assert list(zip(log.untils, log.ids, strict=True)) == [e for e in before if e[1] not in wanted]
