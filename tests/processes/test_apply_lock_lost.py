@@ -141,3 +141,44 @@ async def test_copy_stops_a_target_whose_lock_is_lost(redis: Any) -> None:
     assert len(error.written) == len(sent)
     assert error.written[0].startswith("create ") and "pipelines" in error.written[0]
     assert len(error.written) < error.planned
+
+
+class _Unreachable:
+    """A redis client whose lock is taken, then never renewed: Redis went away (or hangs)."""
+
+    def __init__(self, hang: bool) -> None:
+        self.hang = hang
+        self.released = False
+
+    def lock(self, *args: Any, **kwargs: Any) -> _Unreachable:
+        return self
+
+    async def acquire(self, token: str) -> bool:
+        return True
+
+    async def extend(self, *args: Any, **kwargs: Any) -> None:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        if self.hang:
+            await asyncio.sleep(60)
+        raise RedisConnectionError("down")
+
+    async def release(self) -> None:
+        self.released = True
+
+
+@pytest.mark.parametrize("hang", [False, True])
+async def test_a_lock_redis_no_longer_renews_is_lost_before_it_can_expire(hang: bool) -> None:
+    redis = _Unreachable(hang)
+    lock = RedisApplyLock(redis, prefix="gone", ttl=0.6)
+    loop = asyncio.get_running_loop()
+    async with lock.hold("a.example") as held:
+        taken = loop.time()
+        gone = asyncio.Event()
+        held.on_lost(gone.set)
+        await asyncio.wait_for(gone.wait(), timeout=2)
+        lost_after = loop.time() - taken
+    assert held.lost is not None and "Redis confirmed no renewal" in held.lost
+    # Lost at 2/3 of the TTL (0.4 s): before the key could expire, not long after.
+    assert 0.35 <= lost_after < 0.6
+    assert not redis.released  # a lost key may be another holder's: left alone
