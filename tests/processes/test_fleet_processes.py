@@ -180,20 +180,29 @@ def test_a_fleet_copy_survives_a_killed_worker(tmp_path: Path, redis_url: str) -
             command, cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
 
-        # Kill w1 once it has finished an account and has written to one it is still
-        # copying (read from that account's log).
-        victim: list[str] = []
-        while not victim:
+        # Kill w1 once it has finished an account and is part-way through another: it has
+        # sent the first burst's writes (at most 6 after its GET) but not the rest, which
+        # wait for the next second (read from that account's log).
+        killed = False
+        while not killed:
             assert cli.poll() is None, cli.communicate()
             assert time.monotonic() - started < 40, _progress(redis_url, job)
             mine = {k: r for k, r in _progress(redis_url, job).items() if r.get("worker") == "w1"}
             if any(r["state"] == "done" for r in mine.values()):
                 for name, record in mine.items():
-                    if record["state"] == "running" and _written_by(targets[int(name[1:])], "w1"):
+                    target = targets[int(name[1:])]
+                    if record["state"] == "running" and 0 < _written_by(target, "w1") < 7:
                         _kill(workers[0])
-                        victim.append(name)
+                        killed = True
                         break
             time.sleep(0.02)
+        # what w1 was running when it died (its records change no more)
+        victim = [
+            k
+            for k, r in _progress(redis_url, job).items()
+            if r.get("worker") == "w1" and r["state"] == "running"
+        ]
+        assert victim
 
         out, err = cli.communicate(timeout=55)
         assert cli.returncode == 0, err.decode()
@@ -229,11 +238,12 @@ def test_a_fleet_copy_survives_a_killed_worker(tmp_path: Path, redis_url: str) -
         emulator.wait(timeout=10)
 
 
-def _written_by(account: dict[str, Any], worker: str) -> bool:
+def _written_by(account: dict[str, Any], worker: str) -> int:
     entries = _get(account["base_url"] + "/_emulator/log")["entries"]
-    return any(
-        e["method"] in WRITES and (e["user_agent"] or "").endswith(f"amo-fleet/{worker}")
+    return sum(
+        1
         for e in entries
+        if e["method"] in WRITES and (e["user_agent"] or "").endswith(f"amo-fleet/{worker}")
     )
 
 
