@@ -12,10 +12,10 @@ import time
 from collections.abc import Sequence
 
 from . import copy as copying
-from . import migration, overhead, parse, peer, rate, shared_budget
+from . import fleet, migration, overhead, parse, peer, rate, shared_budget
 from .common import OUT, Results, environment
 
-BENCHMARKS = ("rate", "migration", "overhead", "parse", "copy", "budget")
+BENCHMARKS = ("rate", "migration", "overhead", "parse", "copy", "budget", "fleet")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,6 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for table in shared_budget.run_all():
             results.add(table.render())
         lap("budget")
+    if "fleet" in chosen:
+        print("8. fleet copy on taskiq workers (~4 min) ...", flush=True)
+        results.add(fleet.table(fleet.run_all()).render())
+        lap("fleet")
     results.add(peer.summary(rates, migrations, measured, parsed).render())
 
     elapsed = time.perf_counter() - started
