@@ -15,7 +15,6 @@ from typing import Any
 import orjson
 
 loads = orjson.loads
-JSONDecodeError = orjson.JSONDecodeError
 
 
 def dumps(value: Any) -> bytes:
