@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from .errors import RequestNotSentError
 from .transport.base import Request, Response
 
 Handler = Callable[[Request], "Response | Awaitable[Response]"]
@@ -72,6 +73,10 @@ class MockTransport:
         return self
 
     async def send(self, request: Request) -> Response:
+        if self.closed:  # as the aiohttp transport does, so tests see what users would
+            raise RequestNotSentError(
+                "the transport is closed", method=request.method, path=request.url.path
+            )
         self.requests.append(request)
         if self.queue:
             item = self.queue.popleft()

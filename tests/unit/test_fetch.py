@@ -1,11 +1,25 @@
-"""AmoClient.fetch and fetch_optional: what an empty answer means to each."""
+"""AmoClient.fetch and fetch_optional (what an empty answer means to each); a closed
+transport."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from support.constants import PIPELINES
+from yarl import URL
 
-from amo_pipelines import AmoClient, MockTransport, Pipeline, Response, UnexpectedResponseError
+from amo_pipelines import (
+    AiohttpTransport,
+    AmoClient,
+    MockTransport,
+    Pipeline,
+    Request,
+    RequestNotSentError,
+    Response,
+    Transport,
+    UnexpectedResponseError,
+)
 from amo_pipelines.testing import empty_response, json_response
 
 PIPELINE = {
@@ -53,3 +67,13 @@ async def test_fetch_optional_still_refuses_a_body_of_the_wrong_shape(
     transport.add(json_response({"id": "seven"}))
     with pytest.raises(UnexpectedResponseError, match="not a Pipeline"):
         await amo.fetch_optional("GET", f"{PIPELINES}/7", Pipeline)
+
+
+@pytest.mark.parametrize("make", [MockTransport, AiohttpTransport])
+async def test_a_closed_transport_refuses_to_send(make: Callable[[], Transport]) -> None:
+    # MockTransport answers as the aiohttp transport does, so tests see what users would.
+    transport = make()
+    await transport.aclose()
+    request = Request(method="GET", url=URL("https://example.amocrm.ru" + PIPELINES))
+    with pytest.raises(RequestNotSentError, match="closed"):
+        await transport.send(request)
