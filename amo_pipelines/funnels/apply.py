@@ -132,7 +132,7 @@ async def apply(
         progress.note("reading the account")
         plan = await make_plan(amo, spec, prune=saved.prune if saved else prune, progress=progress)
         if held is not None and held.lost is not None:
-            raise _lost(plan.host, held.lost, WriteGuard(amo, None), [], plan.writes, plan)
+            raise _lost(plan.host, held.lost, WriteGuard(None), [], plan.writes, plan)
         if saved is not None:
             saved.check(plan)
         if not plan.has_changes:
@@ -173,7 +173,7 @@ async def execute(
     failures: list[str] = []
     progress.expect(plan.writes)
 
-    guard = WriteGuard(amo, held)
+    guard = WriteGuard(held)
     step = _stepper(failures, progress, guard)
     chains = [_pipelines_chain(amo, plan, result, step)]
     chains += [

@@ -300,7 +300,7 @@ async def _fill(
     outcome.lines = plan.lines
     outcome.writes = plan.writes
     watch.expect(plan.writes)
-    guard = WriteGuard(amo, held)
+    guard = WriteGuard(held)
     step_call = _stepper(failures, watch, guard)
     pipelines = asyncio.ensure_future(_pipelines_chain(amo, plan, result, step_call))
 

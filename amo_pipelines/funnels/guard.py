@@ -6,10 +6,12 @@ same pipelines twice. Every write of :func:`~amo_pipelines.funnels.apply` and
 :func:`~amo_pipelines.funnels.copy_funnels` goes through :meth:`WriteGuard.step`, which
 checks the :class:`~amo_pipelines.funnels.lock.HeldLock` (an attribute read: the lock's
 renewal task sets it) before the write starts. Writes that already wait at the client's
-rate limiter when the lock is lost would pass that check long before they are sent, so the
-loss also fails the client's queued requests at once (the limiter's ``abort_waiters``,
-as closing the client does): they were never sent. Writes already on the wire land as
-they do; they count as written (or failed).
+rate limiter when the lock is lost passed that check long before they are sent, so the
+guard also sets :data:`~amo_pipelines.http.chain.send_check` for the apply's tasks: the
+throttle asks it once a request has its slot, right before the wire, and a write of this
+apply is refused there (never sent; the slot goes back at once). Requests of the same
+client that are not this apply's are not touched. Writes already on the wire land as they
+do; they count as written (or failed).
 """
 
 from __future__ import annotations
@@ -17,13 +19,12 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import AmoError, BatchError
+from ..http.chain import send_check
+from ..transport.base import Request
 from .lock import HeldLock
-
-if TYPE_CHECKING:
-    from ..client import AmoClient
 
 logger = logging.getLogger("amo_pipelines.funnels")
 
@@ -35,23 +36,30 @@ class LockLostNotSentError(AmoError):
 
 class WriteGuard:
     """Counts an apply's writes (``written``, ``not_sent``) and stops them once ``held`` is
-    lost. ``held`` ``None``: a lock that can not be lost."""
+    lost. ``held`` ``None``: a lock that can not be lost. Made and closed in the task that
+    runs the apply: the check it sets reaches the tasks that task starts."""
 
-    def __init__(self, amo: AmoClient, held: HeldLock | None) -> None:
+    def __init__(self, held: HeldLock | None) -> None:
         self.held = held
         self.written: list[str] = []
         self.not_sent: list[str] = []
-        self._amo = amo
-        self._remove = held.on_lost(self._abort_queued) if held is not None else None
+        self._refused = 0
+        self._reset = send_check.set(self._check) if held is not None else None
 
     @property
     def lost(self) -> str | None:
         return self.held.lost if self.held is not None else None
 
     def close(self) -> None:
-        if self._remove is not None:
-            self._remove()
-            self._remove = None
+        if self._reset is not None:
+            send_check.reset(self._reset)
+            self._reset = None
+            if self._refused:
+                logger.warning(
+                    "the apply lock was lost (%s): %d writes waiting for their slot not sent",
+                    self.lost,
+                    self._refused,
+                )
 
     def refuse(self, what: str, call: Awaitable[Any]) -> None:
         """``call`` is not sent: the lock is lost."""
@@ -69,25 +77,13 @@ class WriteGuard:
             and all(isinstance(e, LockLostNotSentError) for e in error.errors.values())
         )
 
-    def _abort_queued(self) -> None:
-        # The client's requests queued at its rate limiter: the throttle raises this in
-        # each, before anything is sent. Requests of the same client that are not this
-        # apply's are failed too: the client's queue does not tell them apart.
-        amo = self._amo
-        throttle = getattr(amo, "_throttle", None)
-        gate = getattr(amo, "_gate", None)
-        account = getattr(throttle, "account", None)
-        if throttle is None or gate is None or account is None:  # pragma: no cover
-            return
-        reason = self.lost or "lost"
-        aborted = amo.rate_limiter.abort_waiters(
-            account,
-            LockLostNotSentError(f"the apply lock of {account} was lost ({reason}): not sent"),
-            owner=gate,
-        )
-        logger.warning(
-            "the apply lock of %s was lost (%s): %d queued requests not sent",
-            account,
-            reason,
-            aborted,
-        )
+    def _check(self, request: Request) -> None:
+        # Run by the throttle once a request of this apply has its slot, just before it
+        # goes on the wire: a write that waited for its slot while the lock was lost is
+        # refused there and gives the slot back. Reads may go on (they change nothing).
+        lost = self.lost
+        if lost is not None and request.method != "GET":
+            self._refused += 1
+            raise LockLostNotSentError(
+                f"the apply lock was lost ({lost}): {request.method} {request.url.path} not sent"
+            )

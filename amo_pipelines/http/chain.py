@@ -43,6 +43,14 @@ current_attempt: ContextVar[int] = ContextVar("amo_pipelines_attempt", default=1
 """Which attempt of the request the current task is sending (1 = the first); the retry
 policy sets it, the logging policy reports it."""
 
+send_check: ContextVar[Callable[[Request], None] | None] = ContextVar(
+    "amo_pipelines_send_check", default=None
+)
+"""A check the throttle runs on each request sent in this context once it has its
+rate-limit slot, right before it goes on the wire; an exception there gives the slot back
+and sends nothing. Set around work whose requests must stop the moment a condition fails
+(an apply whose account lock was lost); tasks started inside inherit it."""
+
 
 class Policy(Protocol):
     """One behaviour around sending: ``send`` gets the request and ``next``, the rest of the

@@ -13,7 +13,8 @@ outcome feeds back:
 
 Once a request has its slot, it is checked once more before it goes out: the circuit may
 have opened, the client may be closing (its :class:`~amo_pipelines.http.chain.CloseGate`),
-or its access token may have fallen due meanwhile (``check``). Any of these, or a
+its access token may have fallen due meanwhile (``check``), or the caller's own check
+(:data:`~amo_pipelines.http.chain.send_check`) may refuse it. Any of these, or a
 transport that certainly did not send it (:class:`RequestNotSentError`), gives the slot
 back: the grant leaves the rate windows and the in-flight place is freed, so the next
 waiter of the account (of any client) gets them at once.
@@ -41,7 +42,7 @@ from collections.abc import Callable
 from ..budget.limiter import AccountBlockedElsewhereError, RateLimiter, shared_limiter
 from ..errors import AccountBlockedError, ApiError, RequestNotSentError
 from ..transport.base import Request, Response
-from .chain import CloseGate, Handler
+from .chain import CloseGate, Handler, send_check
 from .circuit import CircuitBreaker, shared_breaker
 from .clock import SYSTEM_CLOCK, Clock
 from .problem import problem_of
@@ -155,6 +156,9 @@ class ThrottlePolicy:
                 gate.check(request)
             if self.check is not None:
                 self.check(request)
+            extra = send_check.get()
+            if extra is not None:
+                extra(request)
         except BaseException:
             limiter.give_back(hold)  # nothing was sent
             raise
