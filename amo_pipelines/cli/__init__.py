@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to write the source -> target id map (default: id-map.json)",
     )
     p.add_argument("--prune", action="store_true", help="delete what the source lacks")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read the source and every target and print each target's plan; write nothing "
+        "(no confirmation asked, no id map written)",
+    )
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
     _lock(p)

@@ -156,6 +156,10 @@ async def cmd_copy(args: argparse.Namespace) -> int:
     source = (
         Account(args.source, token_file=args.token_file) if args.source else Account("emulator")
     )
+    if args.dry_run:
+        if args.via != "local":
+            raise UsageError("--dry-run plans in this process: it does not go with --via taskiq")
+        return await _copy_dry_run(args, source, targets)
     if not args.yes and not confirm(
         f"Copy the funnels of {source.spec} to {len(targets)} accounts "
         f"({'deleting' if args.prune else 'keeping'} what the source lacks)?"
@@ -195,6 +199,38 @@ async def cmd_copy(args: argparse.Namespace) -> int:
     if args.json:
         summary = {"targets": lines, "id_map": id_map, "id_map_file": args.id_map}
         _write(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", None)
+    return EXIT_ERROR if result.failed else EXIT_OK
+
+
+async def _copy_dry_run(args: argparse.Namespace, source: Account, targets: list[Account]) -> int:
+    with Reporter(quiet=args.json) as report:
+        async with contextlib.AsyncExitStack() as stack:
+            src = await stack.enter_async_context(open_account(source))
+            clients = [await stack.enter_async_context(open_account(t)) for t in targets]
+            result = await copy_funnels(
+                src,
+                [CopyTarget(c) for c in clients],
+                prune=args.prune,
+                progress=report.progress,
+                dry_run=True,
+            )
+        plans = []
+        for t in result.targets:
+            if t.plan is None:
+                plans.append({"target": t.target, "error": str(t.error or "")})
+                if not args.json:
+                    report.say(f"{t.target}: failed: {t.error}")
+                continue
+            plans.append({"target": t.target, **_plan_json(t.plan)})
+            if not args.json:
+                report.say(t.plan.render())
+        if not args.json:
+            report.say("dry run: nothing was written")
+    if args.json:
+        _write(
+            json.dumps({"dry_run": True, "targets": plans}, ensure_ascii=False, indent=2) + "\n",
+            None,
+        )
     return EXIT_ERROR if result.failed else EXIT_OK
 
 

@@ -247,3 +247,21 @@ async def test_an_oauth_token_file_is_used_as_is_or_through_oauth2(tmp_path: Pat
         assert secret not in out + err
         code, _, err = await run("export", "--base-url", emu.url, env=env)
         assert code == 1 and "no token for" in err and "AMO_TOKEN" in err
+
+
+async def test_copy_dry_run_prints_each_targets_plan_and_writes_nothing(tmp_path: Path) -> None:
+    async with emulator() as source, emulator(seed_account=False, admin_token="tok-0") as target:
+        (tmp_path / "targets.json").write_text(
+            json.dumps([{"base_url": target.url, "token_env": "TOK_0"}])
+        )
+        args = ("copy", "--from", source.url, "--to-file", "targets.json", "--dry-run")
+        env = {"TOK_0": "tok-0"}
+        code, out, err = await run(*args, "--json", env=env, cwd=tmp_path)
+        assert code == 0, out + err
+        assert writes(target) == [] and writes(source) == []
+        (plan,) = json.loads(out)["targets"]
+        assert plan["target"] == target.url[7:] and plan["writes"] >= 1
+        assert any(change["op"] == "+" for change in plan["changes"])
+        assert not (tmp_path / "id-map.json").exists()
+        code, _, err = await run(*args, "--via", "taskiq", "--broker", "redis://x", cwd=tmp_path)
+        assert code != 0 and "--dry-run" in err
