@@ -215,15 +215,15 @@ async def test_seeds_are_derived_per_account_and_reproducible(
     for _ in range(2):
         async with EmulatorFleet(2, config=config) as fleet:
             tokens.append([(emu.admin_token, emu.user_token) for emu in fleet])
-            outcomes.append(
-                [
-                    [
-                        (await call(session, emu, "GET", PIPELINES, token=emu.admin_token))[0]
-                        for _ in range(24)
-                    ]
-                    for emu in fleet
-                ]
-            )
+            # loops, not nested comprehensions: Python 3.10 refuses await in an inner one
+            per_account = []
+            for emu in fleet:
+                statuses = []
+                for _ in range(24):
+                    reply = await call(session, emu, "GET", PIPELINES, token=emu.admin_token)
+                    statuses.append(reply[0])
+                per_account.append(statuses)
+            outcomes.append(per_account)
     assert tokens[0] == tokens[1]
     assert outcomes[0] == outcomes[1]
     first, second = outcomes[0]
