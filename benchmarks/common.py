@@ -9,10 +9,13 @@ import math
 import os
 import platform
 import re
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterable, Sequence
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -283,3 +286,28 @@ async def stop_process(proc: asyncio.subprocess.Process) -> None:
         except asyncio.TimeoutError:
             proc.kill()
             await proc.wait()
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[tuple[str, int]]:
+    """A throwaway redis-server on a free loopback port (no persistence): its URL and pid."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            with socket.socket() as conn:
+                if conn.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0", proc.pid
+    finally:
+        proc.terminate()
+        proc.wait()

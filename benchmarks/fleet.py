@@ -29,14 +29,11 @@ import asyncio
 import contextlib
 import math
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +51,7 @@ from amo_pipelines import (
 )
 from amo_pipelines.funnels import export
 
-from .common import ROOT, Table, ideal_seconds, quiet_logs, slot_bound_seconds
+from .common import ROOT, Table, ideal_seconds, quiet_logs, redis_server, slot_bound_seconds
 from .copy import Account, Fleet, fleet_process, machine_cpu
 
 PIPELINES = 20
@@ -83,30 +80,6 @@ class Row:
     """CPU seconds of the workers, the emulator, redis-server and the enqueuer meanwhile."""
     others: float
     verified: str
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[tuple[str, int]]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(200):
-            with socket.socket() as conn:
-                if conn.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0", proc.pid
-    finally:
-        proc.terminate()
-        proc.wait()
 
 
 async def fill_source(url: str, token: str) -> None:

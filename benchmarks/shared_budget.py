@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .common import ROOT, Table
+from .common import ROOT, Table, redis_server
 
 PIPELINES = "/api/v4/leads/pipelines"
 SLOW = "/api/v4/leads/pipelines/999999999"  # answered after 10 minutes: places stay pending
@@ -164,31 +163,17 @@ def _most_in_one_second(times: list[float]) -> int:
 
 @contextmanager
 def _redis_server() -> Iterator[str | None]:
-    exe = shutil.which("redis-server")
+    """A redis-server for the Redis rows, or None (those rows are left out) without one."""
     try:
         import redis  # noqa: F401
     except ImportError:
-        exe = None
-    if exe is None:
         yield None
         return
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(200):
-            with socket.socket() as conn:
-                if conn.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait()
+    if shutil.which("redis-server") is None:
+        yield None
+        return
+    with redis_server() as (url, _):
+        yield url
 
 
 async def _warm(store: Store, account: str) -> None:
