@@ -11,6 +11,7 @@ from typing import Any
 
 from ..funnels import (
     ApplyError,
+    CopyResult,
     CopyTarget,
     FunnelsSpec,
     Plan,
@@ -176,16 +177,7 @@ async def cmd_copy(args: argparse.Namespace) -> int:
     if args.broker or args.job or args.timeout is not None:
         raise UsageError("--broker, --job and --timeout go with --via taskiq")
     with Reporter(quiet=args.json) as report:
-        async with contextlib.AsyncExitStack() as stack:
-            src = await stack.enter_async_context(open_account(source))
-            clients = [await stack.enter_async_context(open_account(t)) for t in targets]
-            result = await copy_funnels(
-                src,
-                [CopyTarget(c) for c in clients],
-                prune=args.prune,
-                lock_timeout=args.lock_timeout,
-                progress=report.progress,
-            )
+        result = await _copy_local(args, source, targets, report, dry_run=False)
         id_map = result.id_map()
         _write(json.dumps(id_map, ensure_ascii=False, indent=2) + "\n", args.id_map)
         lines = []
@@ -202,18 +194,30 @@ async def cmd_copy(args: argparse.Namespace) -> int:
     return EXIT_ERROR if result.failed else EXIT_OK
 
 
+async def _copy_local(
+    args: argparse.Namespace,
+    source: Account,
+    targets: list[Account],
+    report: Reporter,
+    *,
+    dry_run: bool,
+) -> CopyResult:
+    async with contextlib.AsyncExitStack() as stack:
+        src = await stack.enter_async_context(open_account(source))
+        clients = [await stack.enter_async_context(open_account(t)) for t in targets]
+        return await copy_funnels(
+            src,
+            [CopyTarget(c) for c in clients],
+            prune=args.prune,
+            lock_timeout=args.lock_timeout,
+            progress=report.progress,
+            dry_run=dry_run,
+        )
+
+
 async def _copy_dry_run(args: argparse.Namespace, source: Account, targets: list[Account]) -> int:
     with Reporter(quiet=args.json) as report:
-        async with contextlib.AsyncExitStack() as stack:
-            src = await stack.enter_async_context(open_account(source))
-            clients = [await stack.enter_async_context(open_account(t)) for t in targets]
-            result = await copy_funnels(
-                src,
-                [CopyTarget(c) for c in clients],
-                prune=args.prune,
-                progress=report.progress,
-                dry_run=True,
-            )
+        result = await _copy_local(args, source, targets, report, dry_run=True)
         plans = []
         for t in result.targets:
             if t.plan is None:
