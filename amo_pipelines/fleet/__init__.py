@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from .refs import AccountRef, FleetError, put_access_token, put_token_set, token_key
 from .state import AccountProgress, JobState, summary
-from .tasks import APPLY_TASK, COPY_TASK, FleetResult, FleetSettings, FleetTasks, id_map, register
+from .tasks import APPLY_TASK, COPY_TASK, FleetResult, FleetSettings, FleetTasks, register
 
 __all__ = [
     "APPLY_TASK",
@@ -52,7 +52,6 @@ __all__ = [
     "FleetSettings",
     "FleetTasks",
     "JobState",
-    "id_map",
     "put_access_token",
     "put_token_set",
     "register",

@@ -47,7 +47,8 @@ import attrs
 from attrs import define, frozen
 
 from .. import MAX_CUSTOM_STATUSES_PER_PIPELINE, AmoClient, AmoError, RateLimiter
-from ..funnels import ApplyResult, FunnelsSpec, apply, export, spec_from_data, spec_to_data
+from ..funnels import FunnelsSpec, apply, export, spec_from_data, spec_to_data
+from ..funnels.copy import id_map
 from ..transport import AiohttpTransport, Request, Response, Transport
 from .refs import AccountRef, FleetError, resolve_auth
 from .state import DEFAULT_JOB_TTL, JobState, job_key
@@ -128,21 +129,6 @@ class _Resources:
     redis: Any
     limiter: RateLimiter
     transport: AiohttpTransport
-
-
-def id_map(spec: FunnelsSpec, result: ApplyResult) -> dict[str, dict[str, int]]:
-    """Source pipeline and status ids -> the target's (142/143 to themselves)."""
-    pipelines: dict[str, int] = {}
-    statuses: dict[str, int] = {"142": 142, "143": 143}
-    for i, target_id in result.pipeline_ids.items():
-        source_id = spec.pipelines[i].id
-        if source_id is not None:
-            pipelines[str(source_id)] = target_id
-    for (i, j), target_id in result.status_ids.items():
-        status = spec.pipelines[i].statuses[j]
-        if status.id is not None and status.role not in ("won", "lost"):
-            statuses[str(status.id)] = target_id
-    return {"pipelines": pipelines, "statuses": statuses}
 
 
 class FleetTasks:
@@ -273,7 +259,7 @@ class FleetTasks:
                     ttl=settings.lock_ttl,
                 )
                 result = await apply(amo, spec, prune=prune, lock=lock)
-            await state.save_id_map(label, id_map(spec, result))
+            await state.save_id_map(label, id_map(spec, result.pipeline_ids, result.status_ids))
         except (AmoError, FleetError) as e:
             sent = (counted.requests, counted.writes) if counted else (0, 0)
             message = f"{type(e).__name__}: {e}"

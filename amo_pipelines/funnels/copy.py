@@ -65,6 +65,29 @@ class CopyTarget:
         return self.label or account_host(self.client)
 
 
+def id_map(
+    spec: FunnelsSpec,
+    pipeline_ids: Mapping[int, int],
+    status_ids: Mapping[tuple[int, int], int],
+) -> dict[str, dict[str, int]]:
+    """Source pipeline and status ids -> a target's, from an apply's ids by position in
+    ``spec`` (142/143 map to themselves)."""
+    pipelines: dict[str, int] = {}
+    statuses: dict[str, int] = {
+        str(WON_STATUS_ID): WON_STATUS_ID,
+        str(LOST_STATUS_ID): LOST_STATUS_ID,
+    }
+    for i, target_id in pipeline_ids.items():
+        source_id = spec.pipelines[i].id
+        if source_id is not None:
+            pipelines[str(source_id)] = target_id
+    for (i, j), target_id in status_ids.items():
+        status = spec.pipelines[i].statuses[j]
+        if status.id is not None and status.role not in ("won", "lost"):
+            statuses[str(status.id)] = target_id
+    return {"pipelines": pipelines, "statuses": statuses}
+
+
 @define
 class TargetOutcome:
     target: str
@@ -79,20 +102,7 @@ class TargetOutcome:
     makes it); nothing was written."""
 
     def id_map(self, spec: FunnelsSpec) -> dict[str, dict[str, int]]:
-        pipelines: dict[str, int] = {}
-        statuses: dict[str, int] = {
-            str(WON_STATUS_ID): WON_STATUS_ID,
-            str(LOST_STATUS_ID): LOST_STATUS_ID,
-        }
-        for i, target_id in self.pipeline_ids.items():
-            source_id = spec.pipelines[i].id
-            if source_id is not None:
-                pipelines[str(source_id)] = target_id
-        for (i, j), target_id in self.status_ids.items():
-            status = spec.pipelines[i].statuses[j]
-            if status.id is not None and status.role not in ("won", "lost"):
-                statuses[str(status.id)] = target_id
-        return {"pipelines": pipelines, "statuses": statuses}
+        return id_map(spec, self.pipeline_ids, self.status_ids)
 
 
 @define
