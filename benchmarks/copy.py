@@ -101,7 +101,9 @@ class TimedTransport(AiohttpTransport):
         return {p["id"] for p in json.loads(self.listing)["_embedded"]["pipelines"]}
 
 
-def _statuses(pipeline_no: int) -> list[NewStatus]:
+def template_statuses(pipeline_no: int, count: int = STATUSES) -> list[NewStatus]:
+    """A template pipeline's custom statuses, each with a description per level (benchmarks
+    6 and 8 fill their source accounts with these)."""
     return [
         NewStatus(
             name=f"Stage {i:02d}",
@@ -112,7 +114,7 @@ def _statuses(pipeline_no: int) -> list[NewStatus]:
                 for lv in DescriptionLevel
             ],
         )
-        for i in range(1, STATUSES + 1)
+        for i in range(1, count + 1)
     ]
 
 
@@ -123,7 +125,9 @@ async def fill_source(url: str, token: str) -> None:
             [NewPipeline(name=f"Pipeline {p:02d}", sort=100 + p) for p in range(1, PIPELINES)]
         )
         ids = [main.id] + [p.id for p in created]
-        await asyncio.gather(*(amo.statuses.create(pid, _statuses(n)) for n, pid in enumerate(ids)))
+        await asyncio.gather(
+            *(amo.statuses.create(pid, template_statuses(n)) for n, pid in enumerate(ids))
+        )
 
 
 def machine_cpu() -> float:

@@ -42,17 +42,14 @@ import aiohttp
 
 from amo_pipelines import (
     AmoClient,
-    DescriptionInput,
-    DescriptionLevel,
     NewPipeline,
-    NewStatus,
     RateLimiter,
     StatusColor,
 )
 from amo_pipelines.funnels import export
 
 from .common import ROOT, Table, ideal_seconds, quiet_logs, redis_server, slot_bound_seconds
-from .copy import Account, Fleet, fleet_process, machine_cpu
+from .copy import Account, Fleet, fleet_process, machine_cpu, template_statuses
 
 PIPELINES = 20
 STATUSES = 20
@@ -89,19 +86,7 @@ async def fill_source(url: str, token: str) -> None:
             [NewPipeline(name=f"Pipeline {p:02d}", sort=100 + p) for p in range(1, PIPELINES)]
         )
         for n, pid in enumerate([main.id] + [p.id for p in created]):
-            statuses = [
-                NewStatus(
-                    name=f"Stage {i:02d}",
-                    sort=10 * i,
-                    color=PALETTE[i % len(PALETTE)],
-                    descriptions=[
-                        DescriptionInput.create(lv, f"What a {lv.value} does at {i} of {n}.")
-                        for lv in DescriptionLevel
-                    ],
-                )
-                for i in range(1, STATUSES + 1)
-            ]
-            await amo.statuses.create(pid, statuses)
+            await amo.statuses.create(pid, template_statuses(n, STATUSES))
 
 
 def _tree_cpu(pid: int) -> float:
