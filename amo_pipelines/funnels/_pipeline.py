@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import define, field
 
-from ..model._descriptions import FIELDS as _DESCRIPTION_FIELDS
 from ..model.constants import MAX_CUSTOM_STATUSES_PER_PIPELINE
 from ..model.inputs import DescriptionInput, NewStatus, StatusUpdate
-from ..model.models import Deferred, Status
+from ..model.models import Status, description_values
 from ._order import StatusOrder, longest_increasing, nearest_palette_color
 from .errors import PlanError
 from .export import status_role
@@ -227,27 +226,14 @@ def _changes(
     return changes, notes
 
 
-# A status's descriptions as the converter left them: made objects, or (for a large answer)
-# a Deferred holding the checked rows, values in StatusDescription's field order, until the
-# field is first read. Comparing the rows spares making objects a copy never reads (most
-# of a second copy's CPU went to making them).
-_SLOT = getattr(Status.__dict__["descriptions"], "slot", None)
-_ID, _LEVEL, _TEXT = (_DESCRIPTION_FIELDS.index(n) for n in ("id", "level", "description"))
-_WIDTH = len(_DESCRIPTION_FIELDS)
-
-
 def held_descriptions(status: Status) -> dict[str, tuple[int, str]] | None:
     """``level -> (description id, text)`` of ``status`` (``None``: not read), without
-    making description objects that are not made yet."""
-    raw = _SLOT.__get__(status, Status) if _SLOT is not None else status.descriptions
-    if type(raw) is Deferred:
-        rows = raw.data
-        if all(type(row) is tuple and len(row) == _WIDTH for row in rows):
-            return {str(row[_LEVEL]): (row[_ID], row[_TEXT]) for row in rows}
-        raw = status.descriptions  # kept in some other shape: make them
-    if raw is None:
+    making description objects that are not made yet (most of a second copy's CPU went to
+    making them)."""
+    values = description_values(status)
+    if values is None:
         return None
-    return {str(d.level): (d.id, d.description) for d in raw}
+    return {str(level): (did, text) for did, level, text in values}
 
 
 def palette_color(color: str | None, lines: list[Line], where: str, name: str) -> str | None:

@@ -241,7 +241,26 @@ class _DeferredSlot:
         self.slot.__delete__(obj)
 
 
-setattr(Status, "descriptions", _DeferredSlot(Status.__dict__["descriptions"]))  # noqa: B010
+_DESCRIPTIONS = _DeferredSlot(Status.__dict__["descriptions"])
+setattr(Status, "descriptions", _DESCRIPTIONS)  # noqa: B010
+_FIELDS = tuple(a.name for a in StatusDescription.__attrs_attrs__)
+_ID, _LEVEL, _TEXT = (_FIELDS.index(n) for n in ("id", "level", "description"))
+
+
+def description_values(status: Status) -> list[tuple[int, Any, str]] | None:
+    """``(id, level, text)`` of each of ``status``'s descriptions (``None``: the status was
+    read without them), without making the description objects a large answer keeps as
+    checked rows until first read: comparing many statuses (a funnels plan) reads only
+    these three fields."""
+    raw = _DESCRIPTIONS.slot.__get__(status, Status)
+    if type(raw) is Deferred:
+        rows = raw.data
+        if all(type(row) is tuple and len(row) == len(_FIELDS) for row in rows):
+            return [(row[_ID], row[_LEVEL], row[_TEXT]) for row in rows]
+        raw = status.descriptions  # kept in another shape: make them
+    if raw is None:
+        return None
+    return [(d.id, d.level, d.description) for d in raw]
 
 
 def builder(cls: type[Any]) -> type[Any]:

@@ -23,6 +23,7 @@ from amo_pipelines.model.models import (
     Deferred,
     PipelineCollection,
     StatusCollection,
+    description_values,
     with_request_id,
 )
 from amo_pipelines.testing import MockTransport, json_response
@@ -104,6 +105,24 @@ def test_descriptions_of_a_large_answer_are_made_on_first_read() -> None:
     assert made[0].created_at is not None and made[0].created_at.year == 2024
     assert SLOT.__get__(first, Status) is made  # stored back: made once
     assert first.descriptions is made
+
+
+def test_description_values_read_deferred_rows_without_making_them() -> None:
+    page = converter.structure(BIG, StatusCollection)
+    for status in page.embedded.statuses:
+        values = description_values(status)
+        assert type(SLOT.__get__(status, Status)) is Deferred  # still not made
+        made = status.descriptions
+        assert made is not None
+        assert values == [(d.id, d.level, d.description) for d in made]
+        assert description_values(status) == values  # made ones read the same
+    small = converter.structure(BIG["_embedded"]["statuses"][0], Status)
+    assert description_values(small) == [
+        (d.id, d.level, d.description) for d in small.descriptions or ()
+    ]
+    without = {k: v for k, v in BIG["_embedded"]["statuses"][0].items() if k != "descriptions"}
+    bare = converter.structure(without, Status)
+    assert bare.descriptions is None and description_values(bare) is None
 
 
 def test_a_deferred_status_reads_like_any_other() -> None:
