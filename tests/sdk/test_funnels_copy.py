@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 
 from support.emulated import unlimited_config, writes
-from support.funnels_helpers import fill_source, funnels_client, shape
+from support.funnels_helpers import account, fill_source, funnels_client, shape
 
 from amo_pipelines.emulator import Emulator
 from amo_pipelines.funnels import CopyTarget, copy_funnels, export
@@ -13,14 +13,10 @@ from amo_pipelines.funnels import CopyTarget, copy_funnels, export
 
 async def test_copy_to_many_accounts_converges_and_maps_every_id() -> None:
     async with contextlib.AsyncExitStack() as stack:
-        src_emu = await stack.enter_async_context(Emulator(unlimited_config()))
-        source = await stack.enter_async_context(funnels_client(src_emu))
+        src_emu, source = await stack.enter_async_context(account())
         await fill_source(source)
-        emus = [
-            await stack.enter_async_context(Emulator(unlimited_config(seed_account=False)))
-            for _ in range(5)
-        ]
-        clients = [await stack.enter_async_context(funnels_client(e)) for e in emus]
+        pairs = [await stack.enter_async_context(account(seed_account=False)) for _ in range(5)]
+        emus, clients = [e for e, _ in pairs], [c for _, c in pairs]
         result = await copy_funnels(source, [CopyTarget(c) for c in clients])
         assert not result.failed
         wanted = shape(await export(source))
@@ -50,8 +46,7 @@ async def test_copy_to_many_accounts_converges_and_maps_every_id() -> None:
 
 async def test_copy_reports_a_failing_target_and_goes_on() -> None:
     async with contextlib.AsyncExitStack() as stack:
-        src_emu = await stack.enter_async_context(Emulator(unlimited_config()))
-        source = await stack.enter_async_context(funnels_client(src_emu))
+        _, source = await stack.enter_async_context(account())
         good = await stack.enter_async_context(Emulator(unlimited_config(seed_account=False)))
         bad = await stack.enter_async_context(Emulator(unlimited_config(seed_account=False)))
         bad.state.revoke_token(bad.admin_token)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import contextlib
 
-from support.emulated import unlimited_config, writes
-from support.funnels_helpers import fill_source, funnels_client
+from support.emulated import writes
+from support.funnels_helpers import account, fill_source
 
 from amo_pipelines import NewPipeline, NewStatus
 from amo_pipelines.emulator import Emulator
@@ -23,11 +23,9 @@ def status_reads(emu: Emulator) -> list[str]:
 
 async def test_a_second_copy_reads_only_matched_pipelines_once() -> None:
     async with contextlib.AsyncExitStack() as stack:
-        src_emu = await stack.enter_async_context(Emulator(unlimited_config()))
-        source = await stack.enter_async_context(funnels_client(src_emu))
+        _, source = await stack.enter_async_context(account())
         await fill_source(source)
-        emu = await stack.enter_async_context(Emulator(unlimited_config(seed_account=False)))
-        target = await stack.enter_async_context(funnels_client(emu))
+        emu, target = await stack.enter_async_context(account(seed_account=False))
         first = await copy_funnels(source, [CopyTarget(target)])
         assert not first.failed
         # A pipeline of the target's own, with statuses: nothing in the source stands for it.
@@ -48,11 +46,9 @@ async def test_a_second_copy_reads_only_matched_pipelines_once() -> None:
 
 async def test_a_target_whose_names_can_not_be_matched_is_not_read() -> None:
     async with contextlib.AsyncExitStack() as stack:
-        src_emu = await stack.enter_async_context(Emulator(unlimited_config()))
-        source = await stack.enter_async_context(funnels_client(src_emu))
+        _, source = await stack.enter_async_context(account())
         await fill_source(source)
-        emu = await stack.enter_async_context(Emulator(unlimited_config(seed_account=False)))
-        target = await stack.enter_async_context(funnels_client(emu))
+        emu, target = await stack.enter_async_context(account(seed_account=False))
         twice = [NewStatus(name="Step", sort=10)]
         await target.pipelines.create(
             [

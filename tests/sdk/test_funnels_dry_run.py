@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 
 from support.emulated import unlimited_config, writes
-from support.funnels_helpers import fill_source, funnels_client
+from support.funnels_helpers import account, fill_source, funnels_client
 
 from amo_pipelines import NewPipeline
 from amo_pipelines.emulator import Emulator
@@ -14,14 +14,10 @@ from amo_pipelines.funnels import CopyTarget, Plan, PlanError, copy_funnels, exp
 
 async def test_a_dry_run_plans_every_target_and_writes_nothing() -> None:
     async with contextlib.AsyncExitStack() as stack:
-        src_emu = await stack.enter_async_context(Emulator(unlimited_config()))
-        source = await stack.enter_async_context(funnels_client(src_emu))
+        src_emu, source = await stack.enter_async_context(account())
         await fill_source(source)
-        emus = [
-            await stack.enter_async_context(Emulator(unlimited_config(seed_account=False)))
-            for _ in range(3)
-        ]
-        clients = [await stack.enter_async_context(funnels_client(e)) for e in emus]
+        pairs = [await stack.enter_async_context(account(seed_account=False)) for _ in range(3)]
+        emus, clients = [e for e, _ in pairs], [c for _, c in pairs]
         targets = [CopyTarget(c) for c in clients]
         # The last target already holds the funnels, but one status lost its description.
         await copy_funnels(source, targets[2:])
@@ -62,8 +58,7 @@ async def test_a_dry_run_plans_every_target_and_writes_nothing() -> None:
 
 async def test_a_target_that_can_not_be_planned_carries_its_error() -> None:
     async with contextlib.AsyncExitStack() as stack:
-        src_emu = await stack.enter_async_context(Emulator(unlimited_config()))
-        source = await stack.enter_async_context(funnels_client(src_emu))
+        _, source = await stack.enter_async_context(account())
         await fill_source(source)
         bad_emu = await stack.enter_async_context(Emulator(unlimited_config()))
         bad = await stack.enter_async_context(funnels_client(bad_emu))
