@@ -284,7 +284,8 @@ one port each), ``gateway`` (the per-request pipeline above, faults included), `
 token endpoint and its own pipeline), ``control`` (``/_emulator/`` endpoints: OAuth codes, the
 request log and stats over HTTP), ``app`` (the endpoints), ``validation``/``plans``/``rules``
 (request checks), ``state`` (the account), ``seeding`` (the account it starts with),
-``render`` (response bodies), ``limits``, ``faults``, ``records`` (log and stats),
+``render`` (response bodies), ``wire`` (success bodies written straight to JSON text, the
+bytes ``render`` gives), ``limits``, ``faults``, ``records`` (log and stats),
 ``__main__`` (the command line server).
 """
 

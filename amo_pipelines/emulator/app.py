@@ -11,15 +11,7 @@ from aiohttp import web
 from .control import control_gateway
 from .gateway import RUNTIME, Reply, Runtime, gateway
 from .oauth import OAUTH, OAuthServer, oauth_gateway
-from .render import (
-    PIPELINES_PATH,
-    hal,
-    pipeline_json,
-    pipelines_collection,
-    problem,
-    status_json,
-    statuses_collection,
-)
+from .render import PIPELINES_PATH, hal_body, problem
 from .rules import MAX_BATCH
 from .state import Pipeline, StateError, Status
 from .validation import (
@@ -28,12 +20,21 @@ from .validation import (
     validate_pipeline_patch,
     validate_status_patch,
 )
+from .wire import (
+    Prefix,
+    pipeline_body,
+    pipelines_text,
+    prefix,
+    status_body,
+    statuses_text,
+)
 
 # --- request helpers --------------------------------------------------------------------------
 
 
-def _base(request: web.Request) -> str:
-    return str(request.url.origin())
+def _prefix(request: web.Request) -> Prefix:
+    """What the answer's models share: the account id and the request's own origin."""
+    return prefix(request.app[RUNTIME].state.account_id, str(request.url.origin()))
 
 
 def _id(raw: str) -> int | None:
@@ -93,26 +94,19 @@ def _with(request: web.Request) -> set[str]:
 
 async def list_pipelines(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    base, account = _base(request), rt.state.account_id
-    items = [pipeline_json(p, base, account) for p in rt.state.ordered_pipelines()]
-    return hal(pipelines_collection(items, base))
+    return hal_body(pipelines_text(rt.state.ordered_pipelines(), _prefix(request)))
 
 
 async def get_pipeline(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
-    return hal(pipeline_json(_pipeline(request), _base(request), rt.state.account_id))
+    return hal_body(pipeline_body(_pipeline(request), _prefix(request)))
 
 
 async def create_pipelines(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     plans = validate_new_pipelines(await _body(request, array=True), rt.fields)
     created = rt.state.create_pipelines(plans)
-    base, account = _base(request), rt.state.account_id
-    items = [
-        pipeline_json(p, base, account, request_id=plan.request_id)
-        for p, plan in zip(created, plans, strict=True)
-    ]
-    return hal(pipelines_collection(items, base))
+    ids = [plan.request_id for plan in plans]
+    return hal_body(pipelines_text(created, _prefix(request), request_ids=ids))
 
 
 async def patch_pipeline(request: web.Request) -> web.Response:
@@ -120,9 +114,7 @@ async def patch_pipeline(request: web.Request) -> web.Response:
     pipeline = _pipeline(request)
     patch = validate_pipeline_patch(await _body(request, array=False), rt.fields)
     rt.state.patch_pipeline(pipeline, patch)
-    return hal(
-        pipeline_json(pipeline, _base(request), rt.state.account_id, request_id=patch.request_id)
-    )
+    return hal_body(pipeline_body(pipeline, _prefix(request), request_id=patch.request_id))
 
 
 async def delete_pipeline(request: web.Request) -> web.Response:
@@ -135,21 +127,17 @@ async def delete_pipeline(request: web.Request) -> web.Response:
 
 
 async def list_statuses(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
     pipeline = _pipeline(request)
     with_desc = "descriptions" in _with(request)
-    base, account = _base(request), rt.state.account_id
-    items = [
-        status_json(s, base, account, descriptions=with_desc) for s in pipeline.shown_statuses()
-    ]
-    return hal(statuses_collection(items))
+    return hal_body(
+        statuses_text(pipeline.shown_statuses(), _prefix(request), descriptions=with_desc)
+    )
 
 
 async def get_status(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
     _, status = _status(request)
     with_desc = "descriptions" in _with(request)
-    return hal(status_json(status, _base(request), rt.state.account_id, descriptions=with_desc))
+    return hal_body(status_body(status, _prefix(request), descriptions=with_desc))
 
 
 async def create_statuses(request: web.Request) -> web.Response:
@@ -157,12 +145,8 @@ async def create_statuses(request: web.Request) -> web.Response:
     pipeline = _pipeline(request)
     plans = validate_new_statuses(await _body(request, array=True), rt.fields)
     created = rt.state.create_statuses(pipeline, plans)
-    base, account = _base(request), rt.state.account_id
-    items = [
-        status_json(s, base, account, request_id=plan.request_id, descriptions=True)
-        for s, plan in zip(created, plans, strict=True)
-    ]
-    return hal(statuses_collection(items))
+    ids = [plan.request_id for plan in plans]
+    return hal_body(statuses_text(created, _prefix(request), request_ids=ids, descriptions=True))
 
 
 async def patch_status(request: web.Request) -> web.Response:
@@ -173,15 +157,8 @@ async def patch_status(request: web.Request) -> web.Response:
     existing = {d.id: d.level for d in status.descriptions.values()}
     patch = validate_status_patch(await _body(request, array=False), existing, rt.fields)
     rt.state.patch_status(status, patch)
-    return hal(
-        status_json(
-            status,
-            _base(request),
-            rt.state.account_id,
-            request_id=patch.request_id,
-            descriptions=True,
-        )
-    )
+    body = status_body(status, _prefix(request), request_id=patch.request_id, descriptions=True)
+    return hal_body(body)
 
 
 async def delete_status(request: web.Request) -> web.Response:

@@ -105,6 +105,11 @@ def hal(data: dict[str, Any], status: int = 200) -> web.Response:
     return web.Response(status=status, body=_dumps(data), content_type=HAL_JSON)
 
 
+def hal_body(body: bytes, status: int = 200) -> web.Response:
+    """A success whose body :mod:`.wire` wrote (the bytes :func:`hal` would send)."""
+    return web.Response(status=status, body=body, content_type=HAL_JSON)
+
+
 def _title(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
