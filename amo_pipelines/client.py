@@ -31,6 +31,7 @@ from .http.problem import problem_of
 from .http.retry import RetryPolicy
 from .http.urls import account_url, check_path
 from .model import _json
+from .model._gcpause import PAUSE_ABOVE, parse_paused
 from .model.converter import converter
 from .model.models import Pipeline
 from .resources.batch import Batches, BatchStopPolicy, OnAmbiguous, encode_json
@@ -324,6 +325,12 @@ _HOOKS: dict[type[Any], Callable[[Any, Any], Any]] = {}
 
 
 def _parse(response: Response, method: str, path: str, model: type[T]) -> T:
+    if len(response.body) < PAUSE_ABOVE:
+        return _parse_now(response, method, path, model)
+    return parse_paused(functools.partial(_parse_now, response, method, path, model))
+
+
+def _parse_now(response: Response, method: str, path: str, model: type[T]) -> T:
     try:
         data = _json.loads(response.body)
     except (ValueError, UnicodeDecodeError) as e:
