@@ -61,28 +61,22 @@ def description_text(desc: Description, prefix: Prefix) -> str:
 
 
 def status_text(
-    status: Status,
-    prefix: Prefix,
-    out: list[str],
-    *,
-    request_id: str | None = None,
-    descriptions: bool = False,
-) -> None:
-    """Append ``render.status_json`` to ``out``."""
+    status: Status, prefix: Prefix, request_id: str | None = None, descriptions: bool = False
+) -> str:
+    """``render.status_json``."""
     pid, sid = status.pipeline_id, status.id
-    out.append(
-        f'{{"id":{sid},"name":{encode_basestring(status.name)},"sort":{status.sort}'
-        f',"is_editable":{_BOOL[status.is_editable]},"pipeline_id":{pid}'
-        f',"color":{encode_basestring(status.color)},"type":{status.type}{prefix.account}'
-    )
-    if request_id is not None:
-        out.append(f',"request_id":{encode_basestring(request_id)}')
-    out.append(f',"_links":{{"self":{{"href":{prefix.href}{pid}/statuses/{sid}"}}}}')
+    rid = "" if request_id is None else f',"request_id":{encode_basestring(request_id)}'
     if descriptions:
         described = [description_text(d, prefix) for d in status.ordered_descriptions()]
-        out.append(f',"descriptions":[{",".join(described)}]}}')
+        tail = f',"descriptions":[{",".join(described)}]}}'
     else:
-        out.append("}")
+        tail = "}"
+    return (
+        f'{{"id":{sid},"name":{encode_basestring(status.name)},"sort":{status.sort}'
+        f',"is_editable":{_BOOL[status.is_editable]},"pipeline_id":{pid}'
+        f',"color":{encode_basestring(status.color)},"type":{status.type}{prefix.account}{rid}'
+        f',"_links":{{"self":{{"href":{prefix.href}{pid}/statuses/{sid}"}}}}{tail}'
+    )
 
 
 def statuses_text(
@@ -93,63 +87,52 @@ def statuses_text(
     descriptions: bool = False,
 ) -> bytes:
     """``render.statuses_collection`` of ``render.status_json`` items, encoded."""
-    out = [f'{{"_total_items":{len(statuses)},"_embedded":{{"statuses":[']
-    for n, status in enumerate(statuses):
-        if n:
-            out.append(",")
-        rid = None if request_ids is None else request_ids[n]
-        status_text(status, prefix, out, request_id=rid, descriptions=descriptions)
-    out.append("]}}")
-    return "".join(out).encode("utf-8")
+    # Encoded one by one and joined as bytes: one non-ASCII name would otherwise widen the
+    # whole text before the join and the encoding copied it again.
+    if request_ids is None:
+        items = [status_text(s, prefix, None, descriptions).encode() for s in statuses]
+    else:
+        items = [
+            status_text(s, prefix, r, descriptions).encode()
+            for s, r in zip(statuses, request_ids, strict=True)
+        ]
+    head = f'{{"_total_items":{len(statuses)},"_embedded":{{"statuses":['
+    return b"".join((head.encode(), b",".join(items), b"]}}"))
 
 
 def status_body(
     status: Status, prefix: Prefix, *, request_id: str | None = None, descriptions: bool = False
 ) -> bytes:
     """One ``render.status_json``, encoded."""
-    out: list[str] = []
-    status_text(status, prefix, out, request_id=request_id, descriptions=descriptions)
-    return "".join(out).encode("utf-8")
+    return status_text(status, prefix, request_id, descriptions).encode()
 
 
-def pipeline_text(
-    pipeline: Pipeline, prefix: Prefix, out: list[str], *, request_id: str | None = None
-) -> None:
-    """Append ``render.pipeline_json`` to ``out``."""
+def pipeline_body(pipeline: Pipeline, prefix: Prefix, *, request_id: str | None = None) -> bytes:
+    """One ``render.pipeline_json``, encoded."""
     pid = pipeline.id
-    out.append(
+    rid = "" if request_id is None else f',"request_id":{encode_basestring(request_id)}'
+    head = (
         f'{{"id":{pid},"name":{encode_basestring(pipeline.name)},"sort":{pipeline.sort}'
         f',"is_main":{_BOOL[pipeline.is_main]},"is_unsorted_on":{_BOOL[pipeline.is_unsorted_on]}'
-        f',"is_archive":{_BOOL[pipeline.is_archive]}{prefix.account}'
+        f',"is_archive":{_BOOL[pipeline.is_archive]}{prefix.account}{rid}'
+        f',"_links":{{"self":{{"href":{prefix.href}{pid}"}}}},"_embedded":{{"statuses":['
     )
-    if request_id is not None:
-        out.append(f',"request_id":{encode_basestring(request_id)}')
-    out.append(f',"_links":{{"self":{{"href":{prefix.href}{pid}"}}}},"_embedded":{{"statuses":[')
-    for n, status in enumerate(pipeline.shown_statuses()):
-        if n:
-            out.append(",")
-        status_text(status, prefix, out)
-    out.append("]}}")
+    statuses = [status_text(s, prefix).encode() for s in pipeline.shown_statuses()]
+    return b"".join((head.encode(), b",".join(statuses), b"]}}"))
 
 
 def pipelines_text(
     pipelines: list[Pipeline], prefix: Prefix, *, request_ids: list[str] | None = None
 ) -> bytes:
     """``render.pipelines_collection`` of ``render.pipeline_json`` items, encoded."""
-    out = [
+    if request_ids is None:
+        items = [pipeline_body(p, prefix) for p in pipelines]
+    else:
+        items = [
+            pipeline_body(p, prefix, request_id=r)
+            for p, r in zip(pipelines, request_ids, strict=True)
+        ]
+    head = (
         f'{{"_total_items":{len(pipelines)},{prefix.collection_links},"_embedded":{{"pipelines":['
-    ]
-    for n, pipeline in enumerate(pipelines):
-        if n:
-            out.append(",")
-        rid = None if request_ids is None else request_ids[n]
-        pipeline_text(pipeline, prefix, out, request_id=rid)
-    out.append("]}}")
-    return "".join(out).encode("utf-8")
-
-
-def pipeline_body(pipeline: Pipeline, prefix: Prefix, *, request_id: str | None = None) -> bytes:
-    """One ``render.pipeline_json``, encoded."""
-    out: list[str] = []
-    pipeline_text(pipeline, prefix, out, request_id=request_id)
-    return "".join(out).encode("utf-8")
+    )
+    return b"".join((head.encode(), b",".join(items), b"]}}"))
