@@ -318,22 +318,27 @@ class AccountState:
         return self._insert_statuses(pipeline, plans)
 
     def _insert_statuses(self, pipeline: Pipeline, plans: Iterable[NewStatus]) -> list[Status]:
-        created: list[tuple[Status, int, int]] = []
+        created: list[Status] = []
+        moved: dict[int, tuple[int, int]] = {}
         now = self.timestamp()  # one request, one moment (291 descriptions in a large create)
+        pid, statuses = pipeline.id, pipeline.statuses
+        # What _describe does, inline: it was a third of a copy's statuses POST.
+        desc_id = self.next_description_id
         for plan in plans:
-            status = Status(
-                id=self._new_status_id(),
-                pipeline_id=pipeline.id,
-                name=plan.name,
-                sort=plan.sort,
-                color=plan.color,
-            )
-            for desc in plan.descriptions:
-                status.descriptions[desc.level] = self._describe(status, desc.level, desc.text, now)
-            pipeline.statuses[status.id] = status
-            created.append((status, plan.sort, plan.index))
-        self._renumber(pipeline, {s.id: (sort, idx) for s, sort, idx in created})
-        return [s for s, _, _ in created]
+            sid = self._new_status_id()
+            described: dict[str, Description] = {}
+            for level, text in plan.descriptions:
+                described[level] = Description(
+                    desc_id, pid, sid, level, text, now, API_USER_ID, now
+                )
+                desc_id += 1
+            status = Status(sid, pid, plan.name, plan.sort, plan.color, descriptions=described)
+            statuses[sid] = status
+            created.append(status)
+            moved[sid] = (plan.sort, plan.position)
+        self.next_description_id = desc_id
+        self._renumber(pipeline, moved)
+        return created
 
     @staticmethod
     def _renumber(pipeline: Pipeline, moved: dict[int, tuple[int, int]]) -> None:
