@@ -149,7 +149,7 @@ class Create(Generic[I, T]):
             return
 
     async def _post(self, positions: list[int]) -> list[T]:
-        marker = batch_call.set(self._outcome)
+        marker = batch_call.set(self._outcome.stopped)
         try:
             async with self._gate.send():
                 return await self._send(

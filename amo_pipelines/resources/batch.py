@@ -296,7 +296,7 @@ class Batches:
             if outcome.stop is not None:
                 outcome.fail(i, SkippedError(outcome.stop))
                 return
-            marker = batch_call.set(outcome)
+            marker = batch_call.set(outcome.stopped)
             try:
                 outcome.results[i] = await calls[i]()
             except AmoError as e:
