@@ -95,6 +95,10 @@ async def post(session: aiohttp.ClientSession, emu: Emulator, path: str, body: A
 @given(body=st.lists(items(), min_size=1, max_size=4))
 @example(body=[{"name": "n" * 256, "sort": 1}, {"name": "ok", "sort": 2}])
 @example(body=[{"name": "a", "sort": True}])
+@example(body=[{"name": "\u2003\x1f", "sort": 1}, {"name": "\x85x", "sort": 1}])
+@example(
+    body=[{"name": "a", "sort": 1, "descriptions": [{"level": "master", "description": "\x1c"}]}]
+)
 @example(body=[{"name": "a", "sort": 1, "color": "#99ccff"}])
 @example(
     body=[
