@@ -78,6 +78,24 @@ def pipelines(draw: st.DrawFn) -> Pipeline:
     )
 
 
+def dumps(data: Any) -> bytes:
+    """What the emulator sent before it wrote text: ``json.dumps`` of ``render``'s dicts."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | ODD_TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(ODD_TEXT, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=JSON)
+def test_error_bodies_are_dumped_as_json_dumps_does(data: Any) -> None:
+    same(lambda: render._dumps(data), lambda: dumps(data))
+
+
 def same(written: Any, reference: Any) -> None:
     """``written()`` gives ``reference()``'s bytes, or fails the same way."""
     try:
@@ -112,7 +130,7 @@ def test_wire_writes_what_render_dumps(
     ids = rids[: len(found)]
     same(
         lambda: wire.pipelines_text(found, prefix),
-        lambda: render._dumps(
+        lambda: dumps(
             render.pipelines_collection(
                 [render.pipeline_json(p, base, account_id) for p in found], base
             )
@@ -120,7 +138,7 @@ def test_wire_writes_what_render_dumps(
     )
     same(
         lambda: wire.pipelines_text(found, prefix, request_ids=ids),
-        lambda: render._dumps(
+        lambda: dumps(
             render.pipelines_collection(
                 [
                     render.pipeline_json(p, base, account_id, request_id=r)
@@ -133,7 +151,7 @@ def test_wire_writes_what_render_dumps(
     for pipeline, rid in zip(found, rids, strict=False):
         same(
             lambda p=pipeline, r=rid: wire.pipeline_body(p, prefix, request_id=r),
-            lambda p=pipeline, r=rid: render._dumps(
+            lambda p=pipeline, r=rid: dumps(
                 render.pipeline_json(p, base, account_id, request_id=r)
             ),
         )
@@ -144,7 +162,7 @@ def test_wire_writes_what_render_dumps(
                 lambda s=shown, i=sids: wire.statuses_text(
                     s, prefix, request_ids=i, descriptions=with_descriptions
                 ),
-                lambda s=shown, r=rid_or_none: render._dumps(
+                lambda s=shown, r=rid_or_none: dumps(
                     render.statuses_collection(
                         [
                             render.status_json(
@@ -160,7 +178,7 @@ def test_wire_writes_what_render_dumps(
                 lambda s=status, r=rid: wire.status_body(
                     s, prefix, request_id=r, descriptions=True
                 ),
-                lambda s=status, r=rid: render._dumps(
+                lambda s=status, r=rid: dumps(
                     render.status_json(s, base, account_id, request_id=r, descriptions=True)
                 ),
             )
@@ -192,7 +210,7 @@ async def test_the_copys_statuses_post_answers_the_reference_bytes() -> None:
         account = emu.state.account_id
         regular = [s for s in pipeline.ordered_statuses() if not s.is_system]
         rids = [item.get("request_id", str(n)) for n, item in enumerate(body)]
-        assert created == render._dumps(
+        assert created == dumps(
             render.statuses_collection(
                 [
                     render.status_json(s, emu.url, account, request_id=r, descriptions=True)
@@ -203,7 +221,7 @@ async def test_the_copys_statuses_post_answers_the_reference_bytes() -> None:
         async with session.get(f"{path}?with=descriptions", headers=headers) as r:
             listed = await r.read()
         shown = pipeline.shown_statuses()
-        assert listed == render._dumps(
+        assert listed == dumps(
             render.statuses_collection(
                 [render.status_json(s, emu.url, account, descriptions=True) for s in shown]
             )
@@ -211,7 +229,7 @@ async def test_the_copys_statuses_post_answers_the_reference_bytes() -> None:
         async with session.get(emu.url + PIPELINES, headers=headers) as r:
             every = await r.read()
         assert json.loads(every)["_embedded"]["pipelines"][1]["_embedded"]["statuses"][5]
-        assert every == render._dumps(
+        assert every == dumps(
             render.pipelines_collection(
                 [render.pipeline_json(p, emu.url, account) for p in emu.state.ordered_pipelines()],
                 emu.url,
