@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,6 +197,38 @@ async def fleet_process(count: int) -> AsyncIterator[Fleet]:
 
 
 @dataclass
+class GcPauses:
+    """CPython's cyclic collector runs in this process while counting (``gc.callbacks``):
+    each one stops the event loop, so a long one delays every request due meanwhile."""
+
+    full: int = 0
+    full_s: float = 0.0
+    young: int = 0
+    young_s: float = 0.0
+    longest_s: float = 0.0
+    _started: float = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._started
+        self.longest_s = max(self.longest_s, took)
+        if info["generation"] == 2:
+            self.full, self.full_s = self.full + 1, self.full_s + took
+        else:
+            self.young, self.young_s = self.young + 1, self.young_s + took
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[GcPauses]:
+        gc.callbacks.append(self)
+        try:
+            yield self
+        finally:
+            gc.callbacks.remove(self)
+
+
+@dataclass
 class Run:
     name: str
     wall: float
@@ -211,6 +244,8 @@ class Run:
     """The emulator process's CPU seconds during the copy."""
     others: float = 0.0
     """CPU seconds other processes of the machine used meanwhile (0 on a quiet machine)."""
+    collections: GcPauses = field(default_factory=lambda: GcPauses())
+    """The client process's garbage-collector runs during the copy."""
     line: copy_timeline.Timeline | None = None
     verified: str = ""
 
@@ -236,7 +271,8 @@ async def _copy(
         ]
         started, cpu, served = time.monotonic(), time.process_time(), fleet.cpu()
         busy = machine_cpu()
-        result = await copy_funnels(src, [CopyTarget(c) for c in clients])
+        with GcPauses().counting() as collections:
+            result = await copy_funnels(src, [CopyTarget(c) for c in clients])
         wall = time.monotonic() - started
         cpu, served = time.process_time() - cpu, fleet.cpu() - served
         busy = machine_cpu() - busy
@@ -253,6 +289,7 @@ async def _copy(
         cpu=cpu,
         served=served,
         others=max(busy - cpu - served, 0.0),
+        collections=collections,
     )
     async with aiohttp.ClientSession() as session:
         logs = {
