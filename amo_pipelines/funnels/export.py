@@ -15,7 +15,7 @@ from attrs import frozen
 
 from ..client import AmoClient
 from ..model.constants import LOST_STATUS_ID, WON_STATUS_ID
-from ..model.models import Pipeline, Status
+from ..model.models import Pipeline, Status, description_values
 from ._read import normalize_color
 from .progress import NO_PROGRESS, Progress
 from .spec import FunnelsSpec, PipelineSpec, SourceInfo, StatusSpec
@@ -117,8 +117,11 @@ def sorted_statuses(statuses: tuple[Status, ...]) -> list[Status]:
 def status_spec(status: Status) -> StatusSpec:
     role = status_role(status)
     descriptions = None
-    if role is None and status.descriptions:
-        found = {str(d.level): d.description for d in status.descriptions}
+    # description_values: the texts without making the description objects a large answer
+    # keeps as rows (a copy's source has ~15,000 of them, which it would then hold)
+    values = description_values(status) if role is None else None
+    if values:
+        found = {str(level): text for _, level, text in values}
         descriptions = tuple(
             (lvl, found[lvl]) for lvl in ("newbie", "candidate", "master") if lvl in found
         )

@@ -5,12 +5,15 @@ description is one PATCH with the right description id."""
 from __future__ import annotations
 
 import contextlib
+import gc
 
 from support.emulated import unlimited_config, writes
 from support.funnels_helpers import funnels_client
 
 from amo_pipelines.emulator import Emulator
 from amo_pipelines.funnels import CopyTarget, apply, copy_funnels, make_plan, spec_from_data
+from amo_pipelines.funnels.export import sorted_statuses, status_spec
+from amo_pipelines.model.models import StatusDescription
 
 LEVELS = ("newbie", "candidate", "master")
 
@@ -68,3 +71,28 @@ async def test_descriptions_of_a_large_answer_compare_like_made_ones() -> None:
         tgt_emu.clear_log()
         last = await copy_funnels(source, [CopyTarget(target)])
         assert last.targets[0].writes == 0 and writes(tgt_emu) == []
+
+
+async def test_an_export_reads_descriptions_without_making_them() -> None:
+    """The source of a copy keeps its statuses to the end: export reads their descriptions'
+    texts without making the 120 description objects the answer kept as rows."""
+    async with contextlib.AsyncExitStack() as stack:
+        emu = await stack.enter_async_context(Emulator(unlimited_config()))
+        amo = await stack.enter_async_context(funnels_client(emu))
+        await apply(amo, spec_from_data(described(40)))
+        big = next(p for p in await amo.pipelines.list() if p.name == "Big")
+        statuses = await amo.statuses.list(big.id, with_descriptions=True)
+        gc.collect()
+        before = sum(type(o) is StatusDescription for o in gc.get_objects())
+        specs = [status_spec(s) for s in sorted_statuses(tuple(statuses))]
+        assert sum(type(o) is StatusDescription for o in gc.get_objects()) == before
+        custom = [s for s in specs if s.role is None]
+        assert [s.descriptions for s in custom] == [
+            tuple((lvl, f"{lvl} {i}") for lvl in LEVELS) for i in range(40)
+        ]
+        # and read the usual way, they are the same texts
+        assert [
+            tuple((str(d.level), d.description) for d in s.descriptions or ())
+            for s in sorted_statuses(tuple(statuses))
+            if not s.is_system
+        ] == [s.descriptions for s in custom]
