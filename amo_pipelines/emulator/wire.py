@@ -30,6 +30,7 @@ class Prefix:
     """What every model of one response shares: the account and the request's origin."""
 
     account_id: str
+    """The account id as text (a description's first member)."""
     account: str
     """``,"account_id":N`` as statuses and pipelines carry it."""
     href: str
