@@ -242,7 +242,8 @@ class AccountState:
             )
             self.add_system_statuses(pipeline, plan.closed_names)
             self.pipelines[pipeline.id] = pipeline
-            self._insert_statuses(pipeline, plan.statuses)
+            if plan.statuses:  # (none: nothing to insert or renumber)
+                self._insert_statuses(pipeline, plan.statuses)
             if plan.is_main:
                 self._make_main(pipeline)
             created.append(pipeline)

@@ -22,7 +22,7 @@ from .plans import (
     StatusPatch,
     ValidationFailed,
 )
-from .quick import quick_new_status
+from .quick import quick_new_pipeline, quick_new_status
 from .rules import (
     CLOSED_STATUS_IDS,
     DEFAULT_COLOR,
@@ -179,6 +179,11 @@ def validate_new_pipelines(body: list[Any], rules: FieldRules = DEFAULT_RULES) -
     failed: list[ItemErrors] = []
     main_seen = False
     for index, raw in enumerate(body):
+        quick = quick_new_pipeline(raw, index, rules, main_seen)
+        if quick is not None:
+            plans.append(quick)
+            main_seen = main_seen or quick.is_main
+            continue
         request_id, rid_error = _request_id(raw, str(index))
         if not isinstance(raw, dict):
             failed.append(
