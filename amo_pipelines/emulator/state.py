@@ -327,13 +327,11 @@ class AccountState:
         desc_id = self.next_description_id
         for plan in plans:
             sid = self._new_status_id()
-            described: dict[str, Description] = {}
+            descs: dict[str, Description] = {}
             for level, text in plan.descriptions:
-                described[level] = Description(
-                    desc_id, pid, sid, level, text, now, API_USER_ID, now
-                )
+                descs[level] = Description(desc_id, pid, sid, level, text, now, API_USER_ID, now)
                 desc_id += 1
-            status = Status(sid, pid, plan.name, plan.sort, plan.color, descriptions=described)
+            status = Status(sid, pid, plan.name, plan.sort, plan.color, descriptions=descs)
             statuses[sid] = status
             created.append(status)
             moved[sid] = (plan.sort, plan.position)
