@@ -4,11 +4,17 @@ the place a request holds, and the limiter's own errors."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
+import weakref
+from typing import TYPE_CHECKING
 
 from ..errors import AmoError
 from ..http.clock import Clock
-from .windows import Blocked, Granted, Window
+from .windows import Blocked, Granted, PenaltyRule, SharedWindowStore, Window, WindowStore
+
+if TYPE_CHECKING:
+    from .limiter import Limit
 
 
 class RateLimitStoreError(AmoError, RuntimeError):
@@ -119,3 +125,101 @@ async def sleep_or_kick(clock: Clock, seconds: float, kick: asyncio.Future[None]
             sleeper.cancel()
         elif not sleeper.cancelled():
             sleeper.result()  # surface a failing clock
+
+
+class Accounts:
+    """A rate limiter's accounts: their state, their windows, and the loop they live on
+    (the base of :class:`~amo_pipelines.budget._granting._Granting`)."""
+
+    # Set by RateLimiter.__init__.
+    _integration_limit: Limit | None
+    _account_limit: Limit | None
+    _margin: float
+    _max_in_flight: int | None
+    _clock: Clock
+    _store: WindowStore
+    _shared: SharedWindowStore | None
+    _recovery_interval: float
+    _recovery_step: float
+    _rule: PenaltyRule
+    _accounts: dict[str, AccountState]
+    _sweep_at: int
+    _seq: itertools.count[int]
+    _loop_ref: weakref.ref[asyncio.AbstractEventLoop] | None
+    _now_store: bool  # the store offers the AnswersAtOnce calls
+    _store_own: dict[str, object]  # its instance attributes (see _at_once)
+
+    def _windows(
+        self, acct: AccountState, integration: str | None, now: float
+    ) -> tuple[Window, ...]:
+        """The windows a request must fit in; the account window, if any, comes last."""
+        factor = 1.0 if acct.factor >= 1.0 else self._factor(acct, now)
+        cached = acct.windows.get(integration)
+        if cached is not None and cached[0] == factor:
+            return cached[1]  # the same keys and counts as last time: skip rebuilding them
+        windows: list[Window] = []
+        if self._integration_limit is not None and integration is not None:
+            limit = self._integration_limit
+            key = f"i|{acct.name}|{integration}"
+            windows.append(Window(key, scaled(limit.count, factor), limit.period + self._margin))
+        if self._account_limit is not None:
+            limit = self._account_limit
+            key = f"a|{acct.name}"
+            windows.append(Window(key, scaled(limit.count, factor), limit.period + self._margin))
+        if len(acct.windows) >= 64:  # many tokens on one busy account: start afresh
+            acct.windows.clear()
+        result = tuple(windows)
+        acct.windows[integration] = (factor, result)
+        return result
+
+    def _factor(self, acct: AccountState, now: float) -> float:
+        """The account's current share of the configured counts, after recovery steps."""
+        if acct.factor < 1.0:
+            # (+1e-9: a step that is due now must not be lost to float rounding)
+            steps = math.floor((now - acct.factor_since) / self._recovery_interval + 1e-9)
+            if steps > 0:
+                acct.factor = min(1.0, round(acct.factor + steps * self._recovery_step, 9))
+                acct.factor_since += steps * self._recovery_interval
+        return acct.factor
+
+    def _in_flight_full(self, acct: AccountState) -> bool:
+        return self._max_in_flight is not None and acct.in_flight >= self._max_in_flight
+
+    def _account(self, name: str) -> AccountState:
+        acct = self._accounts.get(name)
+        if acct is None:
+            if len(self._accounts) >= self._sweep_at:
+                for idle in list(self._accounts.values()):
+                    self._forget_if_idle(idle)
+                self._sweep_at = 2 * len(self._accounts) + 64
+            acct = self._accounts[name] = AccountState(name)
+        return acct
+
+    def _is_idle(self, acct: AccountState, now: float) -> bool:
+        """Nothing in the account's state matters any more: it may be forgotten."""
+        if acct.has_loop_state() or acct.paused_until > now:
+            return False
+        return self._factor(acct, now) >= 1.0
+
+    def _forget_if_idle(self, acct: AccountState) -> None:
+        if self._accounts.get(acct.name) is acct and self._is_idle(acct, self._clock.now()):
+            del self._accounts[acct.name]
+
+    def _bind_loop(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Tie the limiter to the running loop (``loop``, if the caller knows it); move on
+        from a loop that is gone."""
+        if loop is None:
+            loop = asyncio.get_running_loop()
+        bound = None if self._loop_ref is None else self._loop_ref()
+        if bound is loop:
+            return
+        in_use = any(acct.has_loop_state() for acct in self._accounts.values())
+        if bound is not None and not bound.is_closed() and in_use:
+            raise RuntimeError(
+                "this RateLimiter is in use by another event loop; use one limiter per "
+                "loop (shared_limiter() does that)"
+            )
+        # Futures, tasks and in-flight counts belonged to the old loop; pauses and
+        # penalties are about the server and carry over (and so do the store's windows).
+        self._loop_ref = weakref.ref(loop)
+        self._accounts = {name: acct.carry_over() for name, acct in self._accounts.items()}

@@ -5,11 +5,31 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
-from ._filestate import State
+from ._filestate import SLACK, STAMP, State, answer, dump, forget, load
 
-__all__ = ["ENV_DIRECTORY", "File", "close_all", "default_directory", "private_directory"]
+if TYPE_CHECKING:
+    from ._pool import Entry
+
+try:  # POSIX only (the store refuses to start without it)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+_T = TypeVar("_T")
+
+__all__ = [
+    "ENV_DIRECTORY",
+    "File",
+    "close_all",
+    "default_directory",
+    "locked",
+    "private_directory",
+]
 
 ENV_DIRECTORY = "AMO_PIPELINES_STATE_DIR"
 
@@ -54,3 +74,53 @@ def close_all(files: dict[str, File]) -> None:
         with contextlib.suppress(OSError):
             os.close(file.fd)
     files.clear()
+
+
+def locked(
+    file: File,
+    boot: bytes,
+    stamp: int,
+    change: Callable[[State, float], tuple[_T, bool]],
+    answers: list[Entry] | None,
+    unused: list[Entry] | None,
+) -> tuple[_T, int]:
+    """Run ``change`` on ``file``'s state under its lock, record ``answers`` and forget
+    ``unused`` places there, and write the state if anything changed. Returns the result
+    and the writer's stamp counter (``stamp``, moved on by a write)."""
+    fd = file.fd
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        now = time.monotonic()
+        # One pread of what the file held last time plus some: no fstat needed.
+        want = file.size + SLACK
+        data = os.pread(fd, want, 0)
+        while len(data) == want:  # a peer wrote more than that
+            want *= 4
+            data = os.pread(fd, want, 0)
+        state = file.state
+        if state is None or data[STAMP] != file.stamp:
+            state = load(data, boot)  # else nobody wrote since we did: reuse it
+        try:
+            result, dirty = change(state, now)
+            if answers is not None:
+                dirty = answer(state, answers, now) or dirty
+            if unused is not None:
+                dirty = forget(state, unused) or dirty
+        except BaseException:
+            file.state = None  # maybe changed half way: decode afresh
+            raise
+        if dirty:
+            stamp = (stamp + 1) & 0xFFFF_FFFF_FFFF_FFFF
+            raw = dump(state, boot, now, stamp)
+            # Readers hold the lock too, so an in-place rewrite is never seen half
+            # done; a shorter state leaves the old tail behind, which the prefix's
+            # length excludes. Truncate only once that tail would cost reads.
+            os.pwrite(fd, raw, 0)
+            if len(data) > len(raw) + SLACK // 2:
+                os.ftruncate(fd, len(raw))
+            file.size, file.stamp, file.state = len(raw), raw[STAMP], state
+        else:
+            file.size, file.stamp, file.state = len(data), data[STAMP], state
+        return result, stamp
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)

@@ -10,21 +10,19 @@ pauses and penalties, and what a caller sees.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import math
-import weakref
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import Any
 
 from ..errors import AmoError
-from ..http.clock import Clock
 from ._account import (
     AccountBlockedElsewhereError,
+    Accounts,
     AccountState,
     Hold,
     Waiter,
     earliest,
-    scaled,
     sleep_or_kick,
     store_failed,
 )
@@ -32,14 +30,10 @@ from .windows import (
     Admission,
     Blocked,
     Granted,
-    PenaltyRule,
     SharedWindowStore,
     Window,
     WindowStore,
 )
-
-if TYPE_CHECKING:
-    from .limiter import Limit
 
 logger = logging.getLogger("amo_pipelines.budget.limiter")
 
@@ -48,24 +42,19 @@ _UNCOUNTED = Granted(at=0.0, windows=())
 as there is nothing to count and a shared store would only add a round trip."""
 
 
-class _Granting:
-    """The granting half of a rate limiter (see the module docstring)."""
+def answers_at_once(
+    store: WindowStore, shared: SharedWindowStore | None
+) -> tuple[bool, dict[str, object]]:
+    """Whether ``store`` offers the :class:`~amo_pipelines.budget.windows.AnswersAtOnce`
+    calls the limiter uses, and its instance attributes (see ``_Granting._at_once``)."""
+    at_once = hasattr(store, "complete_now") and hasattr(
+        store, "acquire_now" if shared is None else "acquire_account_now"
+    )
+    return at_once, getattr(store, "__dict__", {})
 
-    # Set by RateLimiter.__init__.
-    _integration_limit: Limit | None
-    _account_limit: Limit | None
-    _margin: float
-    _max_in_flight: int | None
-    _clock: Clock
-    _store: WindowStore
-    _shared: SharedWindowStore | None
-    _recovery_interval: float
-    _recovery_step: float
-    _rule: PenaltyRule
-    _accounts: dict[str, AccountState]
-    _sweep_at: int
-    _seq: itertools.count[int]
-    _loop_ref: weakref.ref[asyncio.AbstractEventLoop] | None
+
+class _Granting(Accounts):
+    """The granting half of a rate limiter (see the module docstring)."""
 
     # ------------------------------------------------------------------ acquiring
 
@@ -77,16 +66,53 @@ class _Granting:
         Then send the request and call :meth:`release` once it is answered or failed (the
         grant stays counted: it was sent), or :meth:`give_back` if it was not sent after
         all (the grant leaves the windows and the next waiter gets both at once). Exactly
-        one of the two, once. :meth:`slot` wraps the pair in an ``async with``; the client
-        calls them directly, as this runs on every request. ``integration`` is a
-        fingerprint of the access token (``None``: the account limit only); ``owner`` tags
-        the wait for :meth:`abort_waiters`.
+        one of the two, once. :meth:`slot` wraps the pair in an ``async with``.
+        ``integration`` is a fingerprint of the access token (``None``: the account limit
+        only); ``owner`` tags the wait for :meth:`abort_waiters`.
         """
-        self._bind_loop()
+        taken = self.take(account, integration, owner=owner)
+        return taken if isinstance(taken, Hold) else await taken
+
+    def take(
+        self,
+        account: str,
+        integration: str | None = None,
+        *,
+        owner: object = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> Hold | Coroutine[Any, Any, Hold]:
+        """:meth:`acquire` for a caller on every request (the client): the place itself
+        when it is granted at once (nobody queued, room in the windows, and a store that
+        answers without waiting, :class:`~amo_pipelines.budget.windows.AnswersAtOnce`),
+        else the coroutine to await for it. Then :meth:`settle` or :meth:`give_back`.
+        ``loop``: the running loop, when the caller knows it (it saves looking it up)."""
+        self._bind_loop(loop)
         acct = self._account(account)
-        # Fast path: nobody is queued, so asking the store directly keeps FIFO order.
+        # Nobody is queued, so asking the store directly keeps FIFO order.
         if not acct.queue and acct.pump is None and not acct.refunds:
-            grant = await self._try_now(acct, integration)
+            now = self._clock.now()
+            if now >= acct.paused_until and not self._in_flight_full(acct):
+                windows = self._windows(acct, integration, now)
+                if not windows:  # nothing to count: the store is not asked
+                    acct.in_flight += 1
+                    return Hold(acct, _UNCOUNTED)
+                if not self._at_once():
+                    return self._acquire(acct, integration, owner, (windows, now))
+                grant = self._try_at_once(acct, windows, now)
+                if grant is not None:
+                    return Hold(acct, grant)
+        return self._acquire(acct, integration, owner, None)
+
+    async def _acquire(
+        self,
+        acct: AccountState,
+        integration: str | None,
+        owner: object,
+        first: tuple[tuple[Window, ...], float] | None,
+    ) -> Hold:
+        """Try ``first`` (windows and time) now, else wait in the queue for a place."""
+        if first is not None:
+            grant = await self._try_now(acct, *first)
             if grant is not None:
                 return Hold(acct, grant)
         future = asyncio.get_running_loop().create_future()
@@ -110,43 +136,101 @@ class _Granting:
             raise
         return Hold(acct, waiter.future.result())
 
-    async def _try_now(self, acct: AccountState, integration: str | None) -> Granted | None:
-        now = self._clock.now()
-        if now < acct.paused_until or self._in_flight_full(acct):
-            return None
-        acct.in_flight += 1  # reserved across the store call
+    # A first try takes its in-flight place across the store call (the windows are asked
+    # with it reserved); a refusal or a failure frees it again.
+
+    def _try_at_once(
+        self, acct: AccountState, windows: tuple[Window, ...], now: float
+    ) -> Granted | None:
+        """:meth:`_try_now` for a store that answers at once, without a coroutine."""
+        acct.in_flight += 1
         try:
-            windows = self._windows(acct, integration, now)
-            if not windows:
-                admission: Admission = _UNCOUNTED
-            elif self._shared is None:
-                admission = await self._store.acquire(windows, now)
+            if self._shared is None:
+                admission = self._store.acquire_now(windows, now)  # type: ignore[attr-defined]
             else:
-                admission = await self._ask_shared(acct, windows)
+                admission = self._shared.acquire_account_now(  # type: ignore[attr-defined]
+                    acct.name, windows, self._rule
+                )
+                if isinstance(admission, Blocked):
+                    raise AccountBlockedElsewhereError(admission)
         except BaseException as exc:
-            acct.in_flight -= 1
-            self._forget_if_idle(acct)
-            if isinstance(exc, Exception) and not isinstance(exc, AmoError):
-                raise store_failed(exc) from exc
-            raise
+            failure = self._unreserve(acct, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
         if isinstance(admission, Granted):
             return admission
         acct.in_flight -= 1
         return None
 
+    async def _try_now(
+        self, acct: AccountState, windows: tuple[Window, ...], now: float
+    ) -> Granted | None:
+        acct.in_flight += 1
+        try:
+            if self._shared is None:
+                admission: Admission = await self._store.acquire(windows, now)
+            else:
+                admission = await self._ask_shared(acct, windows)
+        except BaseException as exc:
+            failure = self._unreserve(acct, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        if isinstance(admission, Granted):
+            return admission
+        acct.in_flight -= 1
+        return None
+
+    def _unreserve(self, acct: AccountState, exc: BaseException) -> BaseException:
+        """The store failed a first try: free its place; what to raise (``exc`` itself,
+        or for a failure of the store's own, :class:`RateLimitStoreError`)."""
+        acct.in_flight -= 1
+        self._forget_if_idle(acct)
+        if isinstance(exc, Exception) and not isinstance(exc, AmoError):
+            return store_failed(exc)
+        return exc
+
+    def _at_once(self) -> bool:
+        """Whether the store answers at once (see :meth:`take`). Not when its async
+        ``acquire`` was replaced on the instance (instrumentation that records grants):
+        that replacement must see every grant."""
+        if self._shared is None:
+            return self._now_store and "acquire" not in self._store_own
+        return self._now_store and "acquire_account" not in self._store_own
+
     async def release(self, hold: Hold) -> None:
         """The request of ``hold`` was sent and is answered (or failed): its windows
         count it from now on, and its in-flight place is free."""
-        acct, grant = hold.account, hold.grant
+        settling = self.settle(hold)
+        if settling is not None:
+            await settling
+
+    def settle(self, hold: Hold) -> Coroutine[Any, Any, None] | None:
+        """:meth:`release` for a caller on every request: done at once (None) when the
+        store records answers without waiting, else the coroutine to await."""
+        if not hold.grant.windows:
+            self._free_place(hold.account)
+            return None
+        if not self._now_store:
+            return self._complete(hold)
         try:
-            if grant.windows:
-                await self._store.complete(grant, self._clock.now())
+            self._store.complete_now(hold.grant, self._clock.now())  # type: ignore[attr-defined]
         except Exception as exc:
             # The answer is already here: a bookkeeping failure must not replace it.
             # The grant then stays pending in the store, which errs on the safe side.
             logger.warning("rate limiter: window store failed (%s)", type(exc).__name__)
         finally:
-            self._free_place(acct)
+            self._free_place(hold.account)
+        return None
+
+    async def _complete(self, hold: Hold) -> None:
+        try:
+            await self._store.complete(hold.grant, self._clock.now())
+        except Exception as exc:  # (as in settle)
+            logger.warning("rate limiter: window store failed (%s)", type(exc).__name__)
+        finally:
+            self._free_place(hold.account)
 
     def give_back(self, hold: Hold) -> None:
         """Nothing was sent under ``hold`` after all: free its in-flight place and take
@@ -293,76 +377,3 @@ class _Granting:
     async def _refund(self, grant: Granted) -> None:
         if grant.windows:
             await self._store.refund(grant)
-
-    def _windows(
-        self, acct: AccountState, integration: str | None, now: float
-    ) -> tuple[Window, ...]:
-        """The windows a request must fit in; the account window, if any, comes last."""
-        factor = 1.0 if acct.factor >= 1.0 else self._factor(acct, now)
-        cached = acct.windows.get(integration)
-        if cached is not None and cached[0] == factor:
-            return cached[1]  # the same keys and counts as last time: skip rebuilding them
-        windows: list[Window] = []
-        if self._integration_limit is not None and integration is not None:
-            limit = self._integration_limit
-            key = f"i|{acct.name}|{integration}"
-            windows.append(Window(key, scaled(limit.count, factor), limit.period + self._margin))
-        if self._account_limit is not None:
-            limit = self._account_limit
-            key = f"a|{acct.name}"
-            windows.append(Window(key, scaled(limit.count, factor), limit.period + self._margin))
-        if len(acct.windows) >= 64:  # many tokens on one busy account: start afresh
-            acct.windows.clear()
-        result = tuple(windows)
-        acct.windows[integration] = (factor, result)
-        return result
-
-    def _factor(self, acct: AccountState, now: float) -> float:
-        """The account's current share of the configured counts, after recovery steps."""
-        if acct.factor < 1.0:
-            # (+1e-9: a step that is due now must not be lost to float rounding)
-            steps = math.floor((now - acct.factor_since) / self._recovery_interval + 1e-9)
-            if steps > 0:
-                acct.factor = min(1.0, round(acct.factor + steps * self._recovery_step, 9))
-                acct.factor_since += steps * self._recovery_interval
-        return acct.factor
-
-    def _in_flight_full(self, acct: AccountState) -> bool:
-        return self._max_in_flight is not None and acct.in_flight >= self._max_in_flight
-
-    def _account(self, name: str) -> AccountState:
-        acct = self._accounts.get(name)
-        if acct is None:
-            if len(self._accounts) >= self._sweep_at:
-                for idle in list(self._accounts.values()):
-                    self._forget_if_idle(idle)
-                self._sweep_at = 2 * len(self._accounts) + 64
-            acct = self._accounts[name] = AccountState(name)
-        return acct
-
-    def _is_idle(self, acct: AccountState, now: float) -> bool:
-        """Nothing in the account's state matters any more: it may be forgotten."""
-        if acct.has_loop_state() or acct.paused_until > now:
-            return False
-        return self._factor(acct, now) >= 1.0
-
-    def _forget_if_idle(self, acct: AccountState) -> None:
-        if self._accounts.get(acct.name) is acct and self._is_idle(acct, self._clock.now()):
-            del self._accounts[acct.name]
-
-    def _bind_loop(self) -> None:
-        """Tie the limiter to the running loop; move on from a loop that is gone."""
-        loop = asyncio.get_running_loop()
-        bound = None if self._loop_ref is None else self._loop_ref()
-        if bound is loop:
-            return
-        in_use = any(acct.has_loop_state() for acct in self._accounts.values())
-        if bound is not None and not bound.is_closed() and in_use:
-            raise RuntimeError(
-                "this RateLimiter is in use by another event loop; use one limiter per "
-                "loop (shared_limiter() does that)"
-            )
-        # Futures, tasks and in-flight counts belonged to the old loop; pauses and
-        # penalties are about the server and carry over (and so do the store's windows).
-        self._loop_ref = weakref.ref(loop)
-        self._accounts = {name: acct.carry_over() for name, acct in self._accounts.items()}

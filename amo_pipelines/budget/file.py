@@ -41,8 +41,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from ._filedir import File, close_all, default_directory, private_directory
-from ._filestate import SLACK, STAMP, SUFFIX, State, answer, boot_id, dump, forget, key_of, load
+from ._filedir import File, close_all, default_directory, locked, private_directory
+from ._filestate import SUFFIX, State, boot_id, key_of
 from ._lease import DEFAULT_LEASE, LeaseKeeper, Renewal, check_lease, recovered, scaled
 from ._pool import MAX_AGE, Entry, Pools, extras
 from .windows import (
@@ -55,6 +55,7 @@ from .windows import (
     SharedAdmission,
     Window,
     WindowStore,
+    granted,
 )
 
 try:  # POSIX only
@@ -111,14 +112,31 @@ class FileWindowStore:
 
     # ------------------------------------------------------------------ WindowStore
 
+    # Every call here is done before it returns (the lock is never held across an await):
+    # the limiter calls the *_now methods directly (AnswersAtOnce), the async ones are the
+    # WindowStore protocol.
     async def acquire(self, windows: Sequence[Window], now: float) -> Admission:
+        return self.acquire_now(windows, now)
+
+    async def acquire_account(
+        self, account: str, windows: Sequence[Window], rule: PenaltyRule | None
+    ) -> SharedAdmission:
+        return self.acquire_account_now(account, windows, rule)
+
+    async def complete(self, grant: Granted, at: float) -> None:
+        self.complete_now(grant, at)
+
+    async def refund(self, grant: Granted) -> None:
+        self.refund_now(grant)
+
+    def acquire_now(self, windows: Sequence[Window], now: float) -> Admission:
         """:class:`WindowStore` use without an account: no pause, penalty or block."""
-        admission = await self.acquire_account("", windows, None)
+        admission = self.acquire_account_now("", windows, None)
         if isinstance(admission, Blocked):  # pragma: no cover - never recorded without one
             return Denied(math.inf, tuple(range(len(windows))))
         return admission
 
-    async def acquire_account(
+    def acquire_account_now(
         self, account: str, windows: Sequence[Window], rule: PenaltyRule | None
     ) -> SharedAdmission:
         if self._forks != _forks:
@@ -130,7 +148,7 @@ class FileWindowStore:
             if now - pool.born < MAX_AGE:
                 receipt = format(pool.rids.pop(), "x")
                 self._keeper.add(receipt, account, windows)
-                return Granted(at=now, windows=pool.windows, receipt=receipt)
+                return granted(now, pool.windows, receipt)
         name = account or windows[0].key
         pool = None
         if type(windows) is tuple:
@@ -178,7 +196,7 @@ class FileWindowStore:
                     reserved.append(extra)
             for window, log in zip(windows, logs, strict=True):
                 log.add_many(now + lease + window.span, rids)
-            return Granted(at=now, windows=tuple(windows), receipt=format(rid, "x")), True
+            return granted(now, tuple(windows), format(rid, "x")), True
 
         admission = self._transaction(name, admit)
         if isinstance(admission, Granted):
@@ -189,7 +207,7 @@ class FileWindowStore:
             pool.active = False  # full: answers go back to being written at once
         return admission
 
-    async def complete(self, grant: Granted, at: float) -> None:
+    def complete_now(self, grant: Granted, at: float) -> None:
         """Record the answer with the account's next write, at the latest once the event
         loop is through with what is ready now.
 
@@ -213,7 +231,7 @@ class FileWindowStore:
             self._flush_on = weakref.ref(loop)
             loop.call_soon(self._flush)
 
-    async def refund(self, grant: Granted) -> None:
+    def refund_now(self, grant: Granted) -> None:
         entry = self._keeper.pop(grant.receipt)
         if entry is None:
             return
@@ -314,44 +332,8 @@ class FileWindowStore:
         answers: list[Entry] | None,
         unused: list[Entry] | None,
     ) -> _T:
-        fd = file.fd
-        assert fcntl is not None
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            now = time.monotonic()
-            # One pread of what the file held last time plus some: no fstat needed.
-            want = file.size + SLACK
-            data = os.pread(fd, want, 0)
-            while len(data) == want:  # a peer wrote more than that
-                want *= 4
-                data = os.pread(fd, want, 0)
-            state = file.state
-            if state is None or data[STAMP] != file.stamp:
-                state = load(data, self._boot)  # else nobody wrote since we did: reuse it
-            try:
-                result, dirty = change(state, now)
-                if answers is not None:
-                    dirty = answer(state, answers, now) or dirty
-                if unused is not None:
-                    dirty = forget(state, unused) or dirty
-            except BaseException:
-                file.state = None  # maybe changed half way: decode afresh
-                raise
-            if dirty:
-                self._stamp = (self._stamp + 1) & 0xFFFF_FFFF_FFFF_FFFF
-                raw = dump(state, self._boot, now, self._stamp)
-                # Readers hold the lock too, so an in-place rewrite is never seen half
-                # done; a shorter state leaves the old tail behind, which the prefix's
-                # length excludes. Truncate only once that tail would cost reads.
-                os.pwrite(fd, raw, 0)
-                if len(data) > len(raw) + SLACK // 2:
-                    os.ftruncate(fd, len(raw))
-                file.size, file.stamp, file.state = len(raw), raw[STAMP], state
-            else:
-                file.size, file.stamp, file.state = len(data), data[STAMP], state
-            return result
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        result, self._stamp = locked(file, self._boot, self._stamp, change, answers, unused)
+        return result
 
     def _file(self, account: str) -> File:
         if self._forks != _forks:

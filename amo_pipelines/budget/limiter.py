@@ -114,7 +114,7 @@ from ._account import (
     RateLimitStoreError,
     scaled,
 )
-from ._granting import _Granting
+from ._granting import _Granting, answers_at_once
 from .windows import (
     Admission,
     Denied,
@@ -271,6 +271,7 @@ class RateLimiter(_Granting):
         self._shared: SharedWindowStore | None = (
             store if hasattr(store, "acquire_account") else None  # type: ignore[assignment]
         )
+        self._now_store, self._store_own = answers_at_once(store, self._shared)
         self._penalty_factor = penalty_factor
         self._recovery_step = recovery_step
         spans = [

@@ -26,6 +26,7 @@ from typing import Protocol, TypeAlias
 
 __all__ = [
     "Admission",
+    "AnswersAtOnce",
     "Blocked",
     "Denied",
     "Granted",
@@ -47,7 +48,7 @@ class Window:
     span: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Granted:
     """The store recorded a grant at ``at`` in every window it was asked about.
 
@@ -58,6 +59,22 @@ class Granted:
     at: float
     windows: tuple[Window, ...] = field(repr=False)
     receipt: str = ""
+
+
+def granted(at: float, windows: tuple[Window, ...], receipt: str = "") -> Granted:
+    """``Granted(at, windows, receipt)`` for the stores' hot paths: the same value without
+    the frozen ``__init__``'s ``object.__setattr__`` per field (a grant is made per request)."""
+    made: Granted = _new(Granted)
+    _set_at(made, at)
+    _set_windows(made, windows)
+    _set_receipt(made, receipt)
+    return made
+
+
+_new = object.__new__
+_set_at, _set_windows, _set_receipt = (
+    Granted.__dict__[name].__set__ for name in ("at", "windows", "receipt")
+)
 
 
 @dataclass(frozen=True)
@@ -159,6 +176,20 @@ class SharedWindowStore(WindowStore, Protocol):
     async def clear_block(self, account: str) -> None: ...
 
 
+class AnswersAtOnce(Protocol):
+    """What a store whose calls never wait (an in-process one, or a local file under a lock
+    held for microseconds) may offer besides: :meth:`WindowStore.acquire`,
+    :meth:`~WindowStore.complete` and :meth:`~WindowStore.refund` as plain calls, with the
+    same effect. The limiter then grants and releases a place without a coroutine of its
+    own (this runs on every request); a shared store offers ``acquire_account_now`` too."""
+
+    def acquire_now(self, windows: Sequence[Window], now: float) -> Admission: ...
+
+    def complete_now(self, grant: Granted, at: float) -> None: ...
+
+    def refund_now(self, grant: Granted) -> None: ...
+
+
 @dataclass
 class _Log:
     span: float
@@ -195,7 +226,18 @@ class InMemoryWindowStore:
             return False
         return True
 
+    # The store never waits, so the limiter calls the *_now methods directly (see
+    # AnswersAtOnce); the async ones are the WindowStore protocol.
     async def acquire(self, windows: Sequence[Window], now: float) -> Admission:
+        return self.acquire_now(windows, now)
+
+    async def complete(self, grant: Granted, at: float) -> None:
+        self.complete_now(grant, at)
+
+    async def refund(self, grant: Granted) -> None:
+        self.refund_now(grant)
+
+    def acquire_now(self, windows: Sequence[Window], now: float) -> Admission:
         if self._next_sweep is None or now >= self._next_sweep:
             for key, old in list(self._logs.items()):
                 self._prune(key, old, now)
@@ -218,12 +260,15 @@ class InMemoryWindowStore:
                 retry_after = max(retry_after, wait)
         if blocking:
             return Denied(retry_after=retry_after, blocking=tuple(blocking))
+        logs = self._logs
         for window in windows:
-            log = self._logs.setdefault(window.key, _Log(window.span, []))
+            log = logs.get(window.key)
+            if log is None:
+                log = logs[window.key] = _Log(window.span, [])
             log.pending += 1
-        return Granted(at=now, windows=tuple(windows))
+        return granted(now, tuple(windows))
 
-    async def complete(self, grant: Granted, at: float) -> None:
+    def complete_now(self, grant: Granted, at: float) -> None:
         for window in grant.windows:
             log = self._logs.get(window.key)
             if log is None or not log.pending:
@@ -231,7 +276,7 @@ class InMemoryWindowStore:
             log.pending -= 1
             bisect.insort(log.times, max(at, grant.at))
 
-    async def refund(self, grant: Granted) -> None:
+    def refund_now(self, grant: Granted) -> None:
         for window in grant.windows:
             log = self._logs.get(window.key)
             if log is None or not log.pending:
