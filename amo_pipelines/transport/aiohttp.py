@@ -24,7 +24,7 @@ from ..errors import (
     ResponseTooLargeError,
 )
 from ..model.inputs import check_seconds
-from .base import Request, Response
+from .base import Request, Response, new_response
 
 # No sock_read: aiohttp re-arms that timer on every chunk it reads, which cost about a
 # twentieth of a localhost call; the total bound already ends a stalled read.
@@ -194,7 +194,7 @@ class AiohttpTransport:
                     body = await response.read()
                 # The CIMultiDictProxy goes straight to Response, which keeps it as it is
                 # (read-only and case-insensitive already: no copy).
-                return Response(status=response.status, headers=response.headers, body=body)
+                return new_response(response.status, response.headers, body)
         except aiohttp.ClientConnectorError as e:
             # Raised while connecting (refused, DNS, TLS): nothing was sent.
             raise RequestNotSentError(_connect_failure(e), **_where(request)) from e
