@@ -10,8 +10,6 @@ from types import TracebackType
 from typing import Any, TypeVar, cast
 
 import aiohttp
-import attrs
-from attrs import evolve
 from yarl import URL
 
 from .auth.providers import AuthProvider, LongLivedToken, UsesTokenEndpoint
@@ -22,11 +20,18 @@ from .errors import (
     UnexpectedResponseError,
     WrongEventLoopError,
 )
-from .http.build import ClosingClock, TokenRoute, api_chain, request_headers
+from .http.build import (
+    ClosingClock,
+    TokenRoute,
+    api_chain,
+    client_transport,
+    reconcile_horizon,
+    request_headers,
+)
 from .http.chain import CloseGate, Policy
 from .http.circuit import CircuitBreaker
 from .http.clock import Clock
-from .http.config import ClientConfig
+from .http.config import CONFIG_FIELDS, ClientConfig, configure
 from .http.problem import problem_of
 from .http.retry import RetryPolicy
 from .http.urls import account_url, check_path
@@ -37,8 +42,7 @@ from .model.models import Pipeline
 from .resources.batch import Batches, BatchStopPolicy, OnAmbiguous, encode_json
 from .resources.pipelines import PipelinesAPI
 from .resources.statuses import StatusesAPI
-from .transport.aiohttp import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport
-from .transport.base import Request, Response, Transport
+from .transport.base import Request, Response, Transport, new_request
 
 T = TypeVar("T")
 
@@ -115,12 +119,12 @@ class AmoClient:
         policies: Sequence[Policy] | None = None,
     ) -> None:
         arguments = locals()
-        given = {name: arguments[name] for name in _CONFIG_FIELDS}
-        self.config = config = _configure(config, given)
+        given = {name: arguments[name] for name in CONFIG_FIELDS}
+        self.config = config = configure(config, given)
         self.base_url = account_url(base_url=base_url, subdomain=subdomain, domain=domain)
         self._auth = _provider(access_token, auth)
         self._owns_transport = transport is None
-        self._transport = _transport(config, transport, session)
+        self._transport = client_transport(config, transport, session)
         self._gate = CloseGate()
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None  # the one that first used it
@@ -133,11 +137,11 @@ class AmoClient:
             inner=(BatchStopPolicy(),),
         )
         self._handler, self._policies, self._throttle = api.handler, api.policies, api.throttle
-        self._headers, self._json_headers = request_headers(config)
+        self._headers, self._json_headers = map(api.presign, request_headers(config))
         self._batches = batches = Batches(
             batch_size=config.batch_size,
             on_ambiguous=config.on_ambiguous,
-            reconcile_wait=_reconcile_wait(config.reconcile_wait, self._transport),
+            reconcile_wait=reconcile_horizon(config.reconcile_wait, self._transport),
             max_rounds=config.retry.max_attempts,
             backoff=config.retry.backoff_for,
             clock=ClosingClock(config.clock, self._gate),
@@ -230,7 +234,7 @@ class AmoClient:
         connections, its limiter's queues and its refreshes live there)."""
         loop = asyncio.get_running_loop()
         if self._loop is None:
-            self._loop = loop
+            self._loop = self._throttle.loop = loop
         elif loop is not self._loop:
             raise WrongEventLoopError(
                 "this AmoClient belongs to the event loop that first used it (its "
@@ -263,6 +267,19 @@ class AmoClient:
         request that must not be resent after an ambiguous failure even though its method
         usually may be (see :mod:`amo_pipelines.http.retry`).
         """
+        request = self._prepare(method, path, query, json, body, idempotent)
+        return _answered(await self._handler(request), request)
+
+    def _prepare(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None,
+        json: Any = None,
+        body: bytes | None = None,
+        idempotent: bool | None = None,
+    ) -> Request:
+        """The request :meth:`request` sends (its checks before anything is sent)."""
         if self._closed:
             raise ClientClosedError("this AmoClient is closed")
         if asyncio.get_running_loop() is not self._loop:
@@ -276,11 +293,7 @@ class AmoClient:
             url = self._url(path, tuple(query.items()) if query else ())
         except TypeError:  # an unhashable query value (a list of values): build it afresh
             url = self._build_url(path, query or ())
-        request = Request(method=method, url=url, headers=headers, body=body, idempotent=idempotent)
-        response = await self._handler(request)
-        if 200 <= response.status < 300:
-            return response
-        raise problem_of(response).error(method, request.url.path)
+        return new_request(method, url, headers, body, idempotent)
 
     async def fetch(
         self,
@@ -298,9 +311,9 @@ class AmoClient:
         Anything that is not ``model`` in JSON (no body, a proxy's HTML page, a body of the
         wrong shape) is :class:`UnexpectedResponseError`, never a stray parsing exception.
         """
-        response = await self.request(
-            method, path, query=query, json=json, body=body, idempotent=idempotent
-        )
+        # request() without a frame of its own: it is on every call
+        request = self._prepare(method, path, query, json, body, idempotent)
+        response = _answered(await self._handler(request), request)
         if response.status == 204 or not response.body:
             raise _unexpected(response, method, path, "expected a JSON body, got none")
         return _parse(response, method, path, model)
@@ -315,10 +328,18 @@ class AmoClient:
     ) -> T | None:
         """:meth:`fetch` for reads the API answers with an empty 204 when there is nothing
         (an account without pipelines, an unknown id): ``None`` then."""
-        response = await self.request(method, path, query=query)
+        request = self._prepare(method, path, query)  # (as in fetch)
+        response = _answered(await self._handler(request), request)
         if response.status == 204 or not response.body:
             return None
         return _parse(response, method, path, model)
+
+
+def _answered(response: Response, request: Request) -> Response:
+    """A 2xx ``response`` to ``request``; else the :class:`ApiError` for its status."""
+    if 200 <= response.status < 300:
+        return response
+    raise problem_of(response).error(request.method, request.url.path)
 
 
 _HOOKS: dict[type[Any], Callable[[Any, Any], Any]] = {}
@@ -348,23 +369,6 @@ def _parse_now(response: Response, method: str, path: str, model: type[T]) -> T:
         raise _unexpected(response, method, path, detail) from e
 
 
-_CONFIG_FIELDS = frozenset(attrs.fields_dict(ClientConfig))
-"""AmoClient's keyword arguments that fill its :class:`ClientConfig`."""
-
-
-def _configure(config: ClientConfig | None, fields: dict[str, Any]) -> ClientConfig:
-    """``config`` (default: the defaults) with the fields given (not ``None``) replaced."""
-    given = {name: value for name, value in fields.items() if value is not None}
-    retry = given.get("retry")
-    if "clock" not in given and config is None and isinstance(retry, RetryPolicy):
-        given["clock"] = retry.clock  # a retry policy on a FakeClock puts the client on it
-    if config is None:
-        return ClientConfig(**given)
-    if not isinstance(config, ClientConfig):
-        raise InvalidInputError("must be a ClientConfig", field="config")
-    return evolve(config, **given) if given else config  # evolve validates again
-
-
 def _provider(access_token: str | None, auth: AuthProvider | None) -> AuthProvider:
     if (access_token is None) == (auth is None):
         raise InvalidInputError("give either access_token or auth", field="access_token")
@@ -375,37 +379,6 @@ def _provider(access_token: str | None, auth: AuthProvider | None) -> AuthProvid
             "must be an AuthProvider, such as OAuth2 or LongLivedToken", field="auth"
         )
     return auth
-
-
-def _transport(
-    config: ClientConfig, transport: Transport | None, session: aiohttp.ClientSession | None
-) -> Transport:
-    if transport is None:
-        return AiohttpTransport(
-            session=session,
-            timeout=config.timeout,
-            max_response_bytes=(
-                DEFAULT_MAX_RESPONSE_BYTES
-                if config.max_response_bytes is None
-                else config.max_response_bytes
-            ),
-        )
-    if session is not None or config.timeout is not None or config.max_response_bytes is not None:
-        raise InvalidInputError(
-            "session, timeout and max_response_bytes configure the default transport; "
-            "configure your own transport instead",
-            field="transport",
-        )
-    return transport
-
-
-def _reconcile_wait(value: float | None, transport: Transport) -> float:
-    """The processing horizon batch creates wait out before resending (see
-    :mod:`amo_pipelines.resources.batch`)."""
-    if value is None:
-        total = getattr(getattr(transport, "timeout", None), "total", None)
-        return 2.0 * total if isinstance(total, (int, float)) and total > 0 else 120.0
-    return value
 
 
 def _unexpected(response: Response, method: str, path: str, detail: str) -> UnexpectedResponseError:

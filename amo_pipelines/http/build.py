@@ -14,15 +14,19 @@ A client has two chains over the same transport, both built by :func:`build_chai
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 
+import aiohttp
 from yarl import URL
 
 from ..auth.providers import TOKEN_PATH, AuthProvider
+from ..budget.limiter import Hold
+from ..errors import AmoError, InvalidInputError
 from ..model import _json
+from ..transport.aiohttp import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport
 from ..transport.base import Request, Response, Transport, sealed_headers
-from .chain import AuthPolicy, CloseGate, Handler, LoggingPolicy, Policy, chain
+from .chain import AuthPolicy, CloseGate, Handler, LoggingPolicy, Policy, chain, current_attempt
 from .clock import Clock
 from .config import ClientConfig
 from .retry import NotSentOnly, RetryPolicy
@@ -52,13 +56,22 @@ def chain_policies(
 class ApiChain:
     """A client's API chain, as :func:`api_chain` built it."""
 
-    __slots__ = ("handler", "policies", "throttle")
+    __slots__ = ("handler", "policies", "presign", "throttle")
 
-    def __init__(self, handler: Handler, policies: list[Policy], throttle: ThrottlePolicy) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        policies: list[Policy],
+        throttle: ThrottlePolicy,
+        presign: Callable[[Mapping[str, str]], Mapping[str, str]],
+    ) -> None:
         self.handler = handler
         self.policies = policies
         """Outermost first (the overhead benchmark takes the chain apart by them)."""
         self.throttle = throttle
+        self.presign = presign
+        """The client's header sets as its requests are best built with
+        (:meth:`AuthPolicy.presign`)."""
 
 
 def api_chain(
@@ -87,7 +100,78 @@ def api_chain(
     # Auth outside the throttle: waiting for a token refresh holds no rate-limit slot.
     guards: tuple[Policy, ...] = (auth_policy, throttle, *inner, *config.policies)
     policies = chain_policies(config, gate=gate, retry=config.retry, guards=guards)
-    return ApiChain(chain(policies, transport), policies, throttle)
+    handler = chain(policies, transport)
+    if type(config.retry).send is RetryPolicy.send:  # (a send of its own must see every try)
+        handler = FirstAttempt(
+            partial(config.retry.send, gate=gate, clock=config.clock),
+            auth_policy,
+            throttle,
+            whole=handler,
+            after_retry=chain(policies[1:], transport),
+            after_throttle=chain(policies[3:], transport),
+        )
+    return ApiChain(handler, policies, throttle, auth_policy.presign)
+
+
+class FirstAttempt:
+    """A client's API chain with its common case in one coroutine.
+
+    :func:`chain` gives each policy that waits (retry, throttle) a coroutine of its own,
+    on every request. Most requests wait for nothing: a fixed token signs them, the limiter
+    has a place free, the first attempt is answered with a 2xx. This runs that case in one
+    frame, with the policies' own steps (:meth:`AuthPolicy.signed_now`; the throttle's
+    ``grant``, ``answered`` and ``failed``), and hands the rest on to them: a request the
+    auth policy must wait for goes down the whole chain, and any outcome but a 2xx (an
+    error, a refusal) goes to the retry policy as its first attempt's, which sends any
+    further attempt down the chain after it. No rule is written twice.
+    """
+
+    __slots__ = ("_after_retry", "_after_throttle", "_auth", "_retry", "_throttle", "_whole")
+
+    def __init__(
+        self,
+        retry: Callable[..., Awaitable[Response]],
+        auth: AuthPolicy,
+        throttle: ThrottlePolicy,
+        *,
+        whole: Handler,
+        after_retry: Handler,
+        after_throttle: Handler,
+    ) -> None:
+        """``retry``: the retry policy's ``send`` bound to the client's gate and clock;
+        ``whole``, ``after_retry``, ``after_throttle``: the chain from the retry policy, the
+        auth policy and the policies inside the throttle on."""
+        self._retry = retry
+        self._auth = auth
+        self._throttle = throttle
+        self._whole = whole
+        self._after_retry = after_retry
+        self._after_throttle = after_throttle
+
+    async def __call__(self, request: Request) -> Response:
+        signed = self._auth.signed_now(request)
+        if signed is None or current_attempt.get() != 1:
+            return await self._whole(request)
+        throttle = self._throttle
+        try:
+            hold = throttle.grant(signed)
+            if not isinstance(hold, Hold):
+                hold = await hold
+        except AmoError as refused:  # not sent: the retry policy judges it as ever
+            return await self._retry(request, self._after_retry, first=refused)
+        try:
+            response = await self._after_throttle(signed)
+        except BaseException as exc:
+            await throttle.failed(hold, exc)
+            if isinstance(exc, AmoError):
+                return await self._retry(request, self._after_retry, first=exc)
+            raise
+        following = throttle.answered(signed, hold, response)
+        if following is not None:
+            await following
+        if response.status < 300:
+            return response
+        return await self._retry(request, self._after_retry, first=response)
 
 
 def request_headers(config: ClientConfig) -> tuple[Mapping[str, str], Mapping[str, str]]:
@@ -173,3 +257,34 @@ class TokenRoute:
         return await self._send(
             Request(method="POST", url=self.url, headers=self._headers, body=body)
         )
+
+
+def client_transport(
+    config: ClientConfig, transport: Transport | None, session: aiohttp.ClientSession | None
+) -> Transport:
+    if transport is None:
+        return AiohttpTransport(
+            session=session,
+            timeout=config.timeout,
+            max_response_bytes=(
+                DEFAULT_MAX_RESPONSE_BYTES
+                if config.max_response_bytes is None
+                else config.max_response_bytes
+            ),
+        )
+    if session is not None or config.timeout is not None or config.max_response_bytes is not None:
+        raise InvalidInputError(
+            "session, timeout and max_response_bytes configure the default transport; "
+            "configure your own transport instead",
+            field="transport",
+        )
+    return transport
+
+
+def reconcile_horizon(value: float | None, transport: Transport) -> float:
+    """The processing horizon batch creates wait out before resending (see
+    :mod:`amo_pipelines.resources.batch`)."""
+    if value is None:
+        total = getattr(getattr(transport, "timeout", None), "total", None)
+        return 2.0 * total if isinstance(total, (int, float)) and total > 0 else 120.0
+    return value

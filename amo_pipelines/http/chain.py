@@ -25,7 +25,7 @@ from ..errors import (
     TransportError,
     UnexpectedResponseError,
 )
-from ..transport.base import Request, Response, Transport, sealed_headers
+from ..transport.base import Request, Response, Transport, new_request, sealed_headers
 from .clock import Clock
 
 logger = logging.getLogger("amo_pipelines")
@@ -180,43 +180,53 @@ class AuthPolicy:
             if len(self._signed) >= 8:
                 self._signed.clear()
             self._signed[id(headers)] = (headers, token, signed)
+            self._signed[id(signed)] = (signed, token, signed)  # signed already: as it is
         return signed
+
+    def presign(self, headers: Mapping[str, str]) -> Mapping[str, str]:
+        """The header set for the client to build its requests with: with a fixed token,
+        signed already (requests for the account's origin then go on as they are, with
+        no copy per request; any other keeps the rule of :meth:`send`)."""
+        return headers if self._fixed is None else self._sign(headers, self._fixed)
 
     async def _with_token(self, request: Request) -> Request:
         try:
             token = await self._provider.token()
         except RETRYABLE_REFRESH_FAILURES as e:
             raise _not_sent(request, e) from e
-        return Request(
-            method=request.method,
-            url=request.url,
-            headers=self._sign(request.headers, token),
-            body=request.body,
-            idempotent=request.idempotent,
+        return new_request(
+            request.method,
+            request.url,
+            self._sign(request.headers, token),
+            request.body,
+            request.idempotent,
         )
+
+    def signed_now(self, request: Request) -> Request | None:
+        """``request`` as :meth:`send` hands it on, when that takes no waiting: with a
+        fixed token (whose 401 is final), for the account's origin. None otherwise."""
+        token = self._fixed
+        if token is None:
+            return None
+        url = request.url
+        if (url.scheme, url.host, url.port) != self._origin:
+            return None
+        headers = request.headers
+        signed = self._sign(headers, token)
+        if signed is headers:
+            return request
+        return new_request(request.method, url, signed, request.body, request.idempotent)
 
     def wrap(self, next: Handler) -> Handler:
         """For :func:`chain`: with a fixed token, a request for the account's origin is
         signed and handed on without a frame of its own (what :meth:`send` would do)."""
-        token, origin = self._fixed, self._origin
-        if token is None:
+        if self._fixed is None:
             return partial(self.send, next=next)
-        sign, send = self._sign, self.send
+        signed_now, send = self.signed_now, self.send
 
         def handler(request: Request) -> Awaitable[Response]:
-            url = request.url
-            if (url.scheme, url.host, url.port) != origin:
-                return send(request, next)
-            headers = sign(request.headers, token)
-            return next(
-                Request(
-                    method=request.method,
-                    url=url,
-                    headers=headers,
-                    body=request.body,
-                    idempotent=request.idempotent,
-                )
-            )
+            signed = signed_now(request)
+            return send(request, next) if signed is None else next(signed)
 
         return handler
 

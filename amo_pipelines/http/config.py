@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
-from attrs import field, frozen
+import attrs
+from attrs import evolve, field, frozen
 
 from .._version import __version__
 from ..budget.limiter import RateLimiter
@@ -105,3 +106,20 @@ class ClientConfig:
                 field="retry",
             )
         check_batch_options(self.batch_size, self.on_ambiguous)
+
+
+CONFIG_FIELDS = frozenset(attrs.fields_dict(ClientConfig))
+"""AmoClient's keyword arguments that fill its :class:`ClientConfig`."""
+
+
+def configure(config: ClientConfig | None, fields: dict[str, Any]) -> ClientConfig:
+    """``config`` (default: the defaults) with the fields given (not ``None``) replaced."""
+    given = {name: value for name, value in fields.items() if value is not None}
+    retry = given.get("retry")
+    if "clock" not in given and config is None and isinstance(retry, RetryPolicy):
+        given["clock"] = retry.clock  # a retry policy on a FakeClock puts the client on it
+    if config is None:
+        return ClientConfig(**given)
+    if not isinstance(config, ClientConfig):
+        raise InvalidInputError("must be a ClientConfig", field="config")
+    return evolve(config, **given) if given else config  # evolve validates again

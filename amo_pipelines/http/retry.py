@@ -116,19 +116,28 @@ class RetryPolicy:
         *,
         gate: CloseGate | None = None,
         clock: Clock | None = None,
+        first: Response | AmoError | None = None,
     ) -> Response:
         """Send ``request`` through ``next``, again as :meth:`delay_for` says. ``gate``: the
         client's; once it closes, nothing is retried and the backoff ends at once, with
         :class:`ClientClosedError` (only outcomes that were to be retried, so harmless to
         send again, are replaced by it). ``clock``: what the backoff waits on (default:
-        the policy's own)."""
+        the policy's own). ``first``: the first attempt's outcome, when the caller sent
+        it itself (the client does, see :mod:`amo_pipelines.http.build`): it is judged as
+        if ``next`` had returned or raised it."""
         clock = self._clock if clock is None else clock
         attempt = 1
         maybe_done = False  # an earlier attempt may have been processed
         while True:
             marker = current_attempt.set(attempt)  # for the DEBUG request log
             try:
-                response = await next(request)
+                if first is None:
+                    response = await next(request)
+                elif isinstance(first, Response):
+                    response, first = first, None
+                else:
+                    thrown, first = first, None
+                    raise thrown
             except AmoError as e:
                 if isinstance(e, ClientClosedError):
                     raise

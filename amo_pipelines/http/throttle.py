@@ -37,9 +37,10 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
-from ..budget.limiter import AccountBlockedElsewhereError, RateLimiter, shared_limiter
+from ..budget.limiter import AccountBlockedElsewhereError, Hold, RateLimiter, shared_limiter
 from ..errors import AccountBlockedError, ApiError, RequestNotSentError
 from ..transport.base import Request, Response
 from .chain import CloseGate, Handler, send_check
@@ -103,6 +104,9 @@ class ThrottlePolicy:
         self.gate = gate
         self.check = check
         """Called with the request once it has its slot; raising gives the slot back."""
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The loop every request of this policy runs on, once its client knows it (the
+        limiter then need not look it up per request)."""
 
     def _resolve(self) -> None:
         # On first use: the default instances belong to the running event loop.
@@ -134,24 +138,59 @@ class ThrottlePolicy:
         return self._limiter.abort_waiters(self.account, _ClientClosing(), owner=self.gate)
 
     async def send(self, request: Request, next: Handler) -> Response:
+        hold = self.grant(request)
+        if not isinstance(hold, Hold):
+            hold = await hold
+        try:
+            response = await next(request)
+        except BaseException as exc:
+            await self.failed(hold, exc)
+            raise
+        following = self.answered(request, hold, response)
+        if following is not None:
+            await following
+        return response
+
+    # The steps of send(), for a caller that runs them in a coroutine of its own (the
+    # client's first attempt, http.build): grant, then the request, then answered or failed.
+
+    def grant(self, request: Request) -> Hold | Coroutine[Any, Any, Hold]:
+        """The request's place (a coroutine to await for it when it must wait), cleared
+        to go on the wire; raises what refuses it (an open circuit, a closing client)."""
         breaker, limiter, gate = self.breaker, self.limiter, self.gate
         breaker.check(self.account, request)
         if gate is not None:
             gate.check(request)
         try:
-            # limiter.slot() without the context manager's frames (every request is here)
-            hold = await limiter.acquire(self.account, self._integration, owner=gate)
-        except _CircuitOpened:
-            raise breaker.refusal(self.account, request) from None
+            # limiter.slot() without its frames (every request is here): a place that is
+            # free now comes without a coroutine.
+            taken = limiter.take(self.account, self._integration, owner=gate, loop=self.loop)
         except AccountBlockedElsewhereError as exc:
-            breaker.open(self.account, _peer_block(exc, request))
-            raise breaker.refusal(self.account, request) from None
-        except _ClientClosing:
-            raise CloseGate.refusal(request) from None
+            raise self._refusal(exc, request) from None
+        if isinstance(taken, Hold):
+            return self._cleared(request, taken)
+        return self._waited(request, taken)
+
+    async def _waited(self, request: Request, taken: Awaitable[Hold]) -> Hold:
+        try:
+            hold = await taken
+        except (_CircuitOpened, AccountBlockedElsewhereError, _ClientClosing) as exc:
+            raise self._refusal(exc, request) from None
+        return self._cleared(request, hold)
+
+    def _refusal(self, exc: Exception, request: Request) -> Exception:
+        if isinstance(exc, _ClientClosing):
+            return CloseGate.refusal(request)
+        if isinstance(exc, AccountBlockedElsewhereError):
+            self.breaker.open(self.account, _peer_block(exc, request))
+        return self.breaker.refusal(self.account, request)
+
+    def _cleared(self, request: Request, hold: Hold) -> Hold:
+        gate = self.gate
         try:
             # While this request waited for its slot the circuit may have opened, the
             # client may have begun closing, or its token may have fallen due.
-            breaker.check(self.account, request)
+            self.breaker.check(self.account, request)
             if gate is not None:
                 gate.check(request)
             if self.check is not None:
@@ -160,24 +199,51 @@ class ThrottlePolicy:
             if extra is not None:
                 extra(request)
         except BaseException:
-            limiter.give_back(hold)  # nothing was sent
+            self.limiter.give_back(hold)  # nothing was sent
             raise
         if gate is not None:
             gate.on_wire += 1
+        return hold
+
+    async def failed(self, hold: Hold, exc: BaseException) -> None:
+        """The request under ``hold`` raised ``exc`` instead of an answer."""
         try:
-            response = await next(request)
-        except RequestNotSentError:
-            limiter.give_back(hold)
-            raise
-        except BaseException:
-            await limiter.release(hold)
-            raise
+            if isinstance(exc, RequestNotSentError):
+                self.limiter.give_back(hold)
+            else:
+                await self.limiter.release(hold)
         finally:
-            if gate is not None:
-                gate.on_wire -= 1
-                if gate.closed:
-                    gate.landed()
-        await limiter.release(hold)
+            self._landed()
+
+    def answered(
+        self, request: Request, hold: Hold, response: Response
+    ) -> Coroutine[Any, Any, None] | None:
+        """The request under ``hold`` got ``response``: its place is released; what is
+        left to await, if anything (a store that does not answer at once, a 429 or a
+        block to record)."""
+        self._landed()
+        settling = self.limiter.settle(hold)
+        status = response.status
+        if settling is None and status != 429 and status != 403:
+            return None
+        return self._recorded(request, response, settling)
+
+    def _landed(self) -> None:
+        gate = self.gate
+        if gate is not None:
+            gate.on_wire -= 1
+            if gate.closed:
+                gate.landed()
+
+    async def _recorded(
+        self,
+        request: Request,
+        response: Response,
+        settling: Coroutine[Any, Any, None] | None,
+    ) -> None:
+        if settling is not None:
+            await settling
+        limiter, breaker = self.limiter, self.breaker
         if response.status == 429:
             pause = problem_of(response).retry_after
             pause = self.default_pause if pause is None else pause
@@ -188,7 +254,6 @@ class ThrottlePolicy:
                 self._open(error)
                 note = f"{error.status} {error.title!r} to {error.method} {error.path}"
                 await limiter.note_block(self.account, breaker.cooldown, note)
-        return response
 
     def _open(self, cause: ApiError) -> None:
         self.breaker.open(self.account, cause)
