@@ -205,14 +205,16 @@ class Accounts:
         if self._accounts.get(acct.name) is acct and self._is_idle(acct, self._clock.now()):
             del self._accounts[acct.name]
 
-    def _bind_loop(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        """Tie the limiter to the running loop (``loop``, if the caller knows it); move on
-        from a loop that is gone."""
+    def _bind_loop(
+        self, loop: asyncio.AbstractEventLoop | None = None
+    ) -> asyncio.AbstractEventLoop:
+        """Tie the limiter to the running loop (``loop``, if the caller knows it), and
+        return it; move on from a loop that is gone."""
         if loop is None:
             loop = asyncio.get_running_loop()
         bound = None if self._loop_ref is None else self._loop_ref()
         if bound is loop:
-            return
+            return loop
         in_use = any(acct.has_loop_state() for acct in self._accounts.values())
         if bound is not None and not bound.is_closed() and in_use:
             raise RuntimeError(
@@ -223,3 +225,4 @@ class Accounts:
         # penalties are about the server and carry over (and so do the store's windows).
         self._loop_ref = weakref.ref(loop)
         self._accounts = {name: acct.carry_over() for name, acct in self._accounts.items()}
+        return loop

@@ -86,7 +86,7 @@ class _Granting(Accounts):
         answers without waiting, :class:`~amo_pipelines.budget.windows.AnswersAtOnce`),
         else the coroutine to await for it. Then :meth:`settle` or :meth:`give_back`.
         ``loop``: the running loop, when the caller knows it (it saves looking it up)."""
-        self._bind_loop(loop)
+        loop = self._bind_loop(loop)
         acct = self._account(account)
         # Nobody is queued, so asking the store directly keeps FIFO order.
         if not acct.queue and acct.pump is None and not acct.refunds:
@@ -98,7 +98,7 @@ class _Granting(Accounts):
                     return Hold(acct, _UNCOUNTED)
                 if not self._at_once():
                     return self._acquire(acct, integration, owner, (windows, now))
-                grant = self._try_at_once(acct, windows, now)
+                grant = self._try_at_once(acct, windows, now, loop)
                 if grant is not None:
                     return Hold(acct, grant)
         return self._acquire(acct, integration, owner, None)
@@ -140,16 +140,20 @@ class _Granting(Accounts):
     # with it reserved); a refusal or a failure frees it again.
 
     def _try_at_once(
-        self, acct: AccountState, windows: tuple[Window, ...], now: float
+        self,
+        acct: AccountState,
+        windows: tuple[Window, ...],
+        now: float,
+        loop: asyncio.AbstractEventLoop,
     ) -> Granted | None:
         """:meth:`_try_now` for a store that answers at once, without a coroutine."""
         acct.in_flight += 1
         try:
             if self._shared is None:
-                admission = self._store.acquire_now(windows, now)  # type: ignore[attr-defined]
+                admission = self._store.acquire_now(windows, now, loop)  # type: ignore[attr-defined]
             else:
                 admission = self._shared.acquire_account_now(  # type: ignore[attr-defined]
-                    acct.name, windows, self._rule
+                    acct.name, windows, self._rule, loop
                 )
                 if isinstance(admission, Blocked):
                     raise AccountBlockedElsewhereError(admission)
@@ -215,7 +219,8 @@ class _Granting(Accounts):
         if not self._now_store:
             return self._complete(hold)
         try:
-            self._store.complete_now(hold.grant, self._clock.now())  # type: ignore[attr-defined]
+            loop = None if self._loop_ref is None else self._loop_ref()
+            self._store.complete_now(hold.grant, self._clock.now(), loop)  # type: ignore[attr-defined]
         except Exception as exc:
             # The answer is already here: a bookkeeping failure must not replace it.
             # The grant then stays pending in the store, which errs on the safe side.

@@ -71,9 +71,17 @@ class LeaseKeeper:
         self._armed: weakref.ref[asyncio.AbstractEventLoop] | None = None
         self._renewing: asyncio.Task[None] | None = None  # (dropped once done)
 
-    def add(self, receipt: str, account: str, windows: Sequence[Window]) -> None:
+    def add(
+        self,
+        receipt: str,
+        account: str,
+        windows: Sequence[Window],
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        """``loop``: the running one, if the caller knows it (it saves looking it up)."""
         self.pending[receipt] = (account, tuple(windows))
-        loop = asyncio.get_running_loop()
+        if loop is None:
+            loop = asyncio.get_running_loop()
         if self._armed is None or self._armed() is not loop:
             self._armed = weakref.ref(loop)
             loop.call_later(self.lease / 3, self._due)

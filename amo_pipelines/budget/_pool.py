@@ -107,19 +107,23 @@ class Pools:
         pool.filled_at = now
         return pool
 
-    def filled(self, pool: Pool, rids: list[int], now: float) -> None:
+    def filled(
+        self, pool: Pool, rids: list[int], now: float, loop: asyncio.AbstractEventLoop | None
+    ) -> None:
         pool.active = bool(rids)
         if rids:
             pool.rids = rids
             pool.born = now
-            self.arm()
+            self.arm(loop)
 
-    def lazy(self, windows: tuple[Window, ...]) -> bool:
+    def lazy(
+        self, windows: tuple[Window, ...], loop: asyncio.AbstractEventLoop | None = None
+    ) -> bool:
         """Whether an answer for ``windows`` may wait for the next write or the timer."""
         pool = self.by_windows.get(id(windows))
         if pool is None or not pool.active or pool.windows is not windows:
             return False
-        self.arm()
+        self.arm(loop)
         return True
 
     def drop(self, pool: Pool) -> None:
@@ -146,8 +150,10 @@ class Pools:
         self.forget.clear()
         self._armed = None
 
-    def arm(self) -> None:
-        loop = asyncio.get_running_loop()
+    def arm(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Have the timer run on the running loop (``loop``, if the caller knows it)."""
+        if loop is None:
+            loop = asyncio.get_running_loop()
         if self._armed is None or self._armed() is not loop:
             self._armed = weakref.ref(loop)
             loop.call_later(MAX_AGE, self._due)

@@ -129,15 +129,21 @@ class FileWindowStore:
     async def refund(self, grant: Granted) -> None:
         self.refund_now(grant)
 
-    def acquire_now(self, windows: Sequence[Window], now: float) -> Admission:
+    def acquire_now(
+        self, windows: Sequence[Window], now: float, loop: asyncio.AbstractEventLoop | None = None
+    ) -> Admission:
         """:class:`WindowStore` use without an account: no pause, penalty or block."""
-        admission = self.acquire_account_now("", windows, None)
+        admission = self.acquire_account_now("", windows, None, loop)
         if isinstance(admission, Blocked):  # pragma: no cover - never recorded without one
             return Denied(math.inf, tuple(range(len(windows))))
         return admission
 
     def acquire_account_now(
-        self, account: str, windows: Sequence[Window], rule: PenaltyRule | None
+        self,
+        account: str,
+        windows: Sequence[Window],
+        rule: PenaltyRule | None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> SharedAdmission:
         if self._forks != _forks:
             self._after_fork()
@@ -147,7 +153,7 @@ class FileWindowStore:
             now = time.monotonic()
             if now - pool.born < MAX_AGE:
                 receipt = format(pool.rids.pop(), "x")
-                self._keeper.add(receipt, account, windows)
+                self._keeper.add(receipt, account, windows, loop)
                 return granted(now, pool.windows, receipt)
         name = account or windows[0].key
         pool = None
@@ -200,14 +206,16 @@ class FileWindowStore:
 
         admission = self._transaction(name, admit)
         if isinstance(admission, Granted):
-            self._keeper.add(admission.receipt, account, windows)
+            self._keeper.add(admission.receipt, account, windows, loop)
             if pool is not None:
-                self._pools.filled(pool, reserved, admission.at)
+                self._pools.filled(pool, reserved, admission.at, loop)
         elif pool is not None:
             pool.active = False  # full: answers go back to being written at once
         return admission
 
-    def complete_now(self, grant: Granted, at: float) -> None:
+    def complete_now(
+        self, grant: Granted, at: float, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
         """Record the answer with the account's next write, at the latest once the event
         loop is through with what is ready now.
 
@@ -223,9 +231,10 @@ class FileWindowStore:
         self._answers.setdefault(account or windows[0].key, []).append(
             (windows, int(grant.receipt, 16))
         )
-        if self._pools.lazy(windows):
+        if self._pools.lazy(windows, loop):
             return  # far below the limits: with the next write, or the pools' timer
-        loop = asyncio.get_running_loop()
+        if loop is None:
+            loop = asyncio.get_running_loop()
         # (One armed on a loop that closed never runs; weakly: nothing keeps it alive.)
         if self._flush_on is None or self._flush_on() is not loop:
             self._flush_on = weakref.ref(loop)

@@ -18,6 +18,7 @@ process before its next grant, at no extra round trip. Implementations:
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import math
 from collections.abc import Sequence
@@ -181,11 +182,17 @@ class AnswersAtOnce(Protocol):
     held for microseconds) may offer besides: :meth:`WindowStore.acquire`,
     :meth:`~WindowStore.complete` and :meth:`~WindowStore.refund` as plain calls, with the
     same effect. The limiter then grants and releases a place without a coroutine of its
-    own (this runs on every request); a shared store offers ``acquire_account_now`` too."""
+    own (this runs on every request); a shared store offers ``acquire_account_now`` too
+    (with ``loop`` after ``rule``). ``loop``: the running loop, which the limiter knows (a
+    store that sets timers need not look it up per call)."""
 
-    def acquire_now(self, windows: Sequence[Window], now: float) -> Admission: ...
+    def acquire_now(
+        self, windows: Sequence[Window], now: float, loop: asyncio.AbstractEventLoop | None = None
+    ) -> Admission: ...
 
-    def complete_now(self, grant: Granted, at: float) -> None: ...
+    def complete_now(
+        self, grant: Granted, at: float, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None: ...
 
     def refund_now(self, grant: Granted) -> None: ...
 
@@ -237,7 +244,9 @@ class InMemoryWindowStore:
     async def refund(self, grant: Granted) -> None:
         self.refund_now(grant)
 
-    def acquire_now(self, windows: Sequence[Window], now: float) -> Admission:
+    def acquire_now(
+        self, windows: Sequence[Window], now: float, loop: asyncio.AbstractEventLoop | None = None
+    ) -> Admission:
         if self._next_sweep is None or now >= self._next_sweep:
             for key, old in list(self._logs.items()):
                 self._prune(key, old, now)
@@ -268,7 +277,9 @@ class InMemoryWindowStore:
             log.pending += 1
         return granted(now, tuple(windows))
 
-    def complete_now(self, grant: Granted, at: float) -> None:
+    def complete_now(
+        self, grant: Granted, at: float, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
         for window in grant.windows:
             log = self._logs.get(window.key)
             if log is None or not log.pending:

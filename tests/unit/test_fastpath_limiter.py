@@ -149,7 +149,9 @@ async def test_an_acquire_replaced_on_the_store_sees_every_grant() -> None:
 
 async def test_with_both_limits_off_the_store_is_never_asked() -> None:
     class Refusing(InMemoryWindowStore):
-        def acquire_now(self, windows: Sequence[Window], now: float) -> Admission:
+        def acquire_now(
+            self, windows: Sequence[Window], now: float, loop: object = None
+        ) -> Admission:
             raise AssertionError("asked")
 
     limiter = RateLimiter(
@@ -164,7 +166,7 @@ async def test_a_store_failing_to_record_an_answer_still_frees_the_place(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     class Failing(InMemoryWindowStore):
-        def complete_now(self, grant: Granted, at: float) -> None:
+        def complete_now(self, grant: Granted, at: float, loop: object = None) -> None:
             raise OSError("disk full")
 
     limiter = two_per_second(FakeClock(), Failing())
