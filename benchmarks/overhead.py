@@ -479,7 +479,8 @@ LAYERS = (
     ("+ BatchStopPolicy, LoggingPolicy", "batch"),
     ("+ ThrottlePolicy (limiter slot, circuit breaker, close gate)", "throttle"),
     ("+ AuthPolicy (token, signed Request)", "auth"),
-    ("+ RetryPolicy = the client's whole policy chain", "retry"),
+    ("+ RetryPolicy = the client's policy chain, composed policy by policy", "retry"),
+    ("the client's own handler: the same chain, its first attempt in one frame", "handler"),
     ("AmoClient.request (URL, Request, status check) + orjson", "request"),
     ("AmoClient.fetch (+ loads, checks, converter.structure)", "fetch"),
     ("amo.pipelines.get (+ path, watermark): the SDK call", "sdk"),
@@ -489,20 +490,17 @@ LAYERS = (
 async def _layers(clients: Clients) -> dict[tuple[str, str], list[float]]:
     """Client CPU per call of ``pipelines.get`` against the replay server, the SDK taken
     apart layer by layer (benchmark-only use of the client's private ``_policies``,
-    ``_transport`` and ``_url``); interleaved rounds, so each layer's figure is comparable
-    with the one above it."""
+    ``_transport``, ``_handler``, ``_headers`` and ``_url``); interleaved rounds, so each
+    layer's figure is comparable with the one above it."""
     from amo_pipelines.http.chain import chain
-    from amo_pipelines.transport.base import Request
+    from amo_pipelines.transport.base import Request, new_request
 
     endpoint = ENDPOINTS[0]
     amo = clients.sdk
     policies, transport = amo._policies, amo._transport
     await amo.pipelines.get(MAIN)
-    request = Request(
-        method="GET",
-        url=amo._url(endpoint.path, ()),
-        headers={"authorization": f"Bearer {clients.token}", "accept": "application/hal+json"},
-    )
+    # The request as the client builds it: its sealed header set, signed once per client.
+    request = new_request("GET", amo._url(endpoint.path, ()), amo._headers)
 
     def over(handler: Callable[[Request], Awaitable[Response]]) -> Call:
         async def call() -> object:
@@ -520,6 +518,7 @@ async def _layers(clients: Clients) -> dict[tuple[str, str], list[float]]:
         "throttle": over(chain(policies[2:], transport)),
         "auth": over(chain(policies[1:], transport)),
         "retry": over(chain(policies, transport)),
+        "handler": over(amo._handler),
         "request": request_only,
         "fetch": lambda: amo.fetch("GET", endpoint.path, Pipeline),
         "sdk": sdk_call(amo, endpoint),
@@ -685,8 +684,11 @@ def tables(m: Measured, profile_path: Path) -> list[Table]:
         previous = dict(zip(MODES, here, strict=True))
     layered.notes = [
         "Each layer runs the same GET with everything below it: the transport alone gets "
-        "a Request built once, the policy rows add the client's own policies innermost "
-        "first (its limiter here is the limits-off one, as in the 'SDK off' rows). "
+        "a Request built once (with the client's header set, signed once per client), the "
+        "policy rows add the client's own policies innermost first (its limiter here is "
+        "the limits-off one, as in the 'SDK off' rows). The client's own handler runs the "
+        "same policies, but a first attempt that waits for nothing in one coroutine "
+        "(http.build.FirstAttempt); its row is compared with the composed chain above it. "
         "'added' = this layer's median minus the one above it; medians of separately "
         "timed blocks, so a small negative step is noise.",
     ]
