@@ -176,6 +176,7 @@ async def copy_funnels(
             p.id: asyncio.ensure_future(_read(source, p, ps, watch))
             for p, ps in zip(listing, skeleton.pipelines, strict=True)
         }
+        del listing, listed  # ~100 models a pipeline: the skeleton holds what is needed
         ready.set_result((skeleton, reads))
         outcomes = await asyncio.gather(*copies)
     except BaseException as e:
