@@ -157,10 +157,13 @@ class ThrottlePolicy:
     def grant(self, request: Request) -> Hold | Coroutine[Any, Any, Hold]:
         """The request's place (a coroutine to await for it when it must wait), cleared
         to go on the wire; raises what refuses it (an open circuit, a closing client)."""
-        breaker, limiter, gate = self.breaker, self.limiter, self.gate
+        # (the attributes, not the properties: they are resolved after the first request)
+        limiter, breaker, gate = self._limiter, self._breaker, self.gate
+        if limiter is None or breaker is None:
+            limiter, breaker = self.limiter, self.breaker
         breaker.check(self.account, request)
-        if gate is not None:
-            gate.check(request)
+        if gate is not None and gate.closed:
+            raise gate.refusal(request)
         try:
             # limiter.slot() without its frames (every request is here): a place that is
             # free now comes without a coroutine.
@@ -168,7 +171,7 @@ class ThrottlePolicy:
         except AccountBlockedElsewhereError as exc:
             raise self._refusal(exc, request) from None
         if isinstance(taken, Hold):
-            return self._cleared(request, taken)
+            return self._cleared(request, taken, breaker, limiter)
         return self._waited(request, taken)
 
     async def _waited(self, request: Request, taken: Awaitable[Hold]) -> Hold:
@@ -176,7 +179,7 @@ class ThrottlePolicy:
             hold = await taken
         except (_CircuitOpened, AccountBlockedElsewhereError, _ClientClosing) as exc:
             raise self._refusal(exc, request) from None
-        return self._cleared(request, hold)
+        return self._cleared(request, hold, self.breaker, self.limiter)
 
     def _refusal(self, exc: Exception, request: Request) -> Exception:
         if isinstance(exc, _ClientClosing):
@@ -185,21 +188,23 @@ class ThrottlePolicy:
             self.breaker.open(self.account, _peer_block(exc, request))
         return self.breaker.refusal(self.account, request)
 
-    def _cleared(self, request: Request, hold: Hold) -> Hold:
+    def _cleared(
+        self, request: Request, hold: Hold, breaker: CircuitBreaker, limiter: RateLimiter
+    ) -> Hold:
         gate = self.gate
         try:
             # While this request waited for its slot the circuit may have opened, the
             # client may have begun closing, or its token may have fallen due.
-            self.breaker.check(self.account, request)
-            if gate is not None:
-                gate.check(request)
+            breaker.check(self.account, request)
+            if gate is not None and gate.closed:
+                raise gate.refusal(request)
             if self.check is not None:
                 self.check(request)
             extra = send_check.get()
             if extra is not None:
                 extra(request)
         except BaseException:
-            self.limiter.give_back(hold)  # nothing was sent
+            limiter.give_back(hold)  # nothing was sent
             raise
         if gate is not None:
             gate.on_wire += 1
@@ -222,7 +227,8 @@ class ThrottlePolicy:
         left to await, if anything (a store that does not answer at once, a 429 or a
         block to record)."""
         self._landed()
-        settling = self.limiter.settle(hold)
+        limiter = self._limiter or self.limiter  # (resolved by grant)
+        settling = limiter.settle(hold)
         status = response.status
         if settling is None and status != 429 and status != 403:
             return None
