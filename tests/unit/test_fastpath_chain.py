@@ -5,8 +5,10 @@ same outcomes as the chain composed policy by policy."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -14,6 +16,7 @@ from support.clocked import TOKEN, clocked_client, drive
 from yarl import URL
 
 from amo_pipelines import (
+    AmoClient,
     AmoError,
     FakeClock,
     Limit,
@@ -22,6 +25,7 @@ from amo_pipelines import (
     RequestNotSentError,
     ResponseLostError,
     RetryPolicy,
+    WrongEventLoopError,
 )
 from amo_pipelines.budget.windows import InMemoryWindowStore
 from amo_pipelines.http.chain import AuthPolicy
@@ -225,3 +229,30 @@ def test_new_response_is_the_response_the_class_makes(
         expected = Response(status=status, headers=given_headers, body=body)
         assert made == expected and repr(made) == repr(expected)
         assert made.content_type == expected.content_type
+
+
+# --- the loop check without get_running_loop ---------------------------------------------
+
+
+def test_a_client_whose_loop_runs_in_another_thread_refuses_this_one() -> None:
+    """The cheap check (its loop runs in this thread) must not pass a call made from
+    another thread's loop while the client's own loop is running."""
+    started, release = threading.Event(), threading.Event()
+    transport = MockTransport(lambda _request: json_response({}))
+    amo = AmoClient(subdomain="example", access_token=TOKEN, transport=transport)
+
+    async def own_loop() -> None:
+        await amo.request("GET", "/api/v4/leads/pipelines")  # binds the client here
+        started.set()
+        await asyncio.get_running_loop().run_in_executor(None, release.wait, 5)
+
+    runner = threading.Thread(target=asyncio.run, args=(own_loop(),))
+    runner.start()
+    try:
+        assert started.wait(5)
+        with pytest.raises(WrongEventLoopError):
+            asyncio.run(amo.request("GET", "/api/v4/leads/pipelines"))
+    finally:
+        release.set()
+        runner.join(5)
+    assert len(transport.requests) == 1
