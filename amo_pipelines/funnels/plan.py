@@ -258,7 +258,7 @@ def _new_pipeline(
     i: int, ps: PipelineSpec, sort: int, lines: list[Line], where: str, *, embed: bool
 ) -> PipelineStep:
     custom = ps.custom_statuses
-    described = any(s.descriptions for s in custom) or not embed
+    described = not embed or any(s.descriptions for s in custom)
     won, lost = ps.by_role("won"), ps.by_role("lost")
     new_statuses = (
         []

@@ -82,13 +82,24 @@ class PipelineSpec:
     is_unsorted_on: bool | None = None
     statuses: tuple[StatusSpec, ...] = ()
     line: int | None = field(default=None, eq=False, repr=False)
+    # Worked out once: a copy asks every target's plan for them, 50 pipelines each.
+    _custom: tuple[StatusSpec, ...] = field(init=False, eq=False, repr=False)
+    _roles: dict[str, StatusSpec] = field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        roles: dict[str, StatusSpec] = {}
+        for s in reversed(self.statuses):  # the first of a role wins, as a scan would find
+            if s.role is not None:
+                roles[s.role] = s
+        object.__setattr__(self, "_custom", tuple(s for s in self.statuses if s.role is None))
+        object.__setattr__(self, "_roles", roles)
 
     @property
     def custom_statuses(self) -> tuple[StatusSpec, ...]:
-        return tuple(s for s in self.statuses if not s.is_system)
+        return self._custom
 
     def by_role(self, role: str) -> StatusSpec | None:
-        return next((s for s in self.statuses if s.role == role), None)
+        return self._roles.get(role)
 
 
 @frozen(kw_only=True)
