@@ -50,7 +50,7 @@ from .guard import WriteGuard
 from .lock import ApplyLock, HeldLock, lock_for
 from .plan import Line, PipelineStep, Plan, make_plan, plan_against
 from .progress import NO_PROGRESS, Progress
-from .spec import FunnelsSpec, PipelineSpec
+from .spec import FunnelsSpec, PipelineSpec, StatusSpec
 
 
 @frozen
@@ -165,17 +165,15 @@ async def copy_funnels(
         )
         for t in targets
     ]
-    reads: dict[int, asyncio.Future[PipelineSpec]] = {}
+    reads: dict[int, asyncio.Future[tuple[StatusSpec, ...]]] = {}
     try:
         listing = await source.pipelines.list()
         watch.advance()
         watch.expect(len(listing))
+        # The reads go out first: they are the longest chain, and the skeleton takes a while
+        reads = {p.id: asyncio.ensure_future(_read(source, p, watch)) for p in listing}
         listed = Snapshot(host=account_host(source), pipelines=tuple(listing), described={})
         skeleton = snapshot_to_spec(listed, now=started)
-        reads = {
-            p.id: asyncio.ensure_future(_read(source, p, ps, watch))
-            for p, ps in zip(listing, skeleton.pipelines, strict=True)
-        }
         del listing, listed  # ~100 models a pipeline: the skeleton holds what is needed
         ready.set_result((skeleton, reads))
         outcomes = await asyncio.gather(*copies)
@@ -199,7 +197,8 @@ async def copy_funnels(
         if not isinstance(read, BaseException)
     }
     # The export: the listing with every pipeline as read (made once, shared with targets).
-    spec = attrs.evolve(skeleton, pipelines=tuple(described[p.id or 0] for p in skeleton.pipelines))
+    pipelines = tuple(shared.wanted(p, described[p.id or 0]) for p in skeleton.pipelines)
+    spec = attrs.evolve(skeleton, pipelines=pipelines)
     return CopyResult(spec=spec, targets=list(outcomes))
 
 
@@ -230,11 +229,18 @@ async def _dry_run(
 
 
 class _Shared:
-    """What every target would compute alike, computed once: the statuses of a pipeline a
-    target creates (it starts empty)."""
+    """What every target would compute alike, computed once: a source pipeline as the file
+    wants it, and the statuses of a pipeline a target creates (it starts empty)."""
 
     def __init__(self) -> None:
+        self._wanted: dict[int, PipelineSpec] = {}
         self._new: dict[int, tuple[StatusSteps, list[Line]]] = {}
+
+    def wanted(self, ps: PipelineSpec, statuses: tuple[StatusSpec, ...]) -> PipelineSpec:
+        assert ps.id is not None
+        if ps.id not in self._wanted:
+            self._wanted[ps.id] = attrs.evolve(ps, statuses=statuses)
+        return self._wanted[ps.id]
 
     def new_pipeline_steps(self, ps: PipelineSpec, where: str, lines: list[Line]) -> StatusSteps:
         assert ps.id is not None
@@ -249,20 +255,19 @@ class _Shared:
         return steps  # read only from here on: shared by the targets
 
 
-async def _read(
-    amo: AmoClient, pipeline: Pipeline, listed: PipelineSpec, watch: Progress
-) -> PipelineSpec:
-    """A source pipeline as the file wants it, made once for every target. Only the spec
-    is kept: the copy holds it to the end, and the statuses read (models, descriptions)
-    would stay in memory as long, for the garbage collector to scan at every full pass."""
+async def _read(amo: AmoClient, pipeline: Pipeline, watch: Progress) -> tuple[StatusSpec, ...]:
+    """A source pipeline's statuses as the file wants them, made once for every target.
+    Only the specs are kept: the copy holds them to the end, and the statuses read (models,
+    descriptions) would stay in memory as long, for the garbage collector to scan at every
+    full pass."""
     statuses = await amo.statuses.list(pipeline.id, with_descriptions=True)
     watch.advance()
     read = keep_hidden_incoming(pipeline, statuses)
-    return attrs.evolve(listed, statuses=tuple(status_spec(s) for s in sorted_statuses(read)))
+    return tuple(status_spec(s) for s in sorted_statuses(read))
 
 
-_SourceReads = tuple[FunnelsSpec, Mapping[int, "asyncio.Future[PipelineSpec]"]]
-"""The source's listing as a spec skeleton, and each pipeline as read with its statuses."""
+_SourceReads = tuple[FunnelsSpec, Mapping[int, "asyncio.Future[tuple[StatusSpec, ...]]"]]
+"""The source's listing as a spec skeleton, and each pipeline's statuses as read."""
 
 
 async def _copy_one(
@@ -323,12 +328,12 @@ async def _fill(
             watch.expect(1)
             mine = asyncio.ensure_future(amo.statuses.list(live.id, with_descriptions=True))
             try:
-                wanted = await reads[ps.id]
+                wanted = shared.wanted(ps, await reads[ps.id])
             finally:
                 current = tuple(await mine)
             watch.advance()
         else:
-            wanted = await reads[ps.id]
+            wanted = shared.wanted(ps, await reads[ps.id])
         if live is None:
             await asyncio.shield(pipelines)
         pipeline_id = live.id if live is not None else result.pipeline_ids.get(i)
