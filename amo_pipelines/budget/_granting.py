@@ -10,6 +10,7 @@ pauses and penalties, and what a caller sees.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import math
 from collections.abc import Coroutine
@@ -263,8 +264,13 @@ class _Granting(Accounts):
         if acct.kick is not None and not acct.kick.done():
             acct.kick.set_result(None)
         if acct.pump is None and (acct.queue or acct.refunds):
-            acct.pump = asyncio.get_running_loop().create_task(
-                self._pump(acct), name="amo_pipelines rate limiter"
+            # In a context of its own: a task copies the context it starts in, and the pump
+            # would otherwise keep whatever the request that woke it had there (an app's
+            # request objects, a tracing span) for as long as it runs.
+            acct.pump = contextvars.Context().run(
+                asyncio.get_running_loop().create_task,
+                self._pump(acct),
+                name="amo_pipelines rate limiter",
             )
 
     async def _pump(self, acct: AccountState) -> None:
