@@ -47,6 +47,7 @@ from ._lease import DEFAULT_LEASE, LeaseKeeper, Renewal, check_lease, recovered,
 from ._pool import MAX_AGE, Entry, Pools, extras
 from .windows import (
     Admission,
+    AtOnce,
     Blocked,
     Denied,
     Granted,
@@ -70,7 +71,7 @@ logger = logging.getLogger("amo_pipelines.budget.limiter")
 _T = TypeVar("_T")
 
 
-class FileWindowStore:
+class FileWindowStore(AtOnce):
     """Windows, pauses, penalties and blocks of each account in a file under ``directory``.
 
     ``lease``: seconds a pending grant holds its place without renewal (see
@@ -113,21 +114,12 @@ class FileWindowStore:
     # ------------------------------------------------------------------ WindowStore
 
     # Every call here is done before it returns (the lock is never held across an await):
-    # the limiter calls the *_now methods directly (AnswersAtOnce), the async ones are the
-    # WindowStore protocol.
-    async def acquire(self, windows: Sequence[Window], now: float) -> Admission:
-        return self.acquire_now(windows, now)
-
+    # the limiter calls the *_now methods directly (AnswersAtOnce); AtOnce gives the
+    # WindowStore coroutines over them, and this one is the shared store's.
     async def acquire_account(
         self, account: str, windows: Sequence[Window], rule: PenaltyRule | None
     ) -> SharedAdmission:
         return self.acquire_account_now(account, windows, rule)
-
-    async def complete(self, grant: Granted, at: float) -> None:
-        self.complete_now(grant, at)
-
-    async def refund(self, grant: Granted) -> None:
-        self.refund_now(grant)
 
     def acquire_now(
         self, windows: Sequence[Window], now: float, loop: asyncio.AbstractEventLoop | None = None

@@ -197,6 +197,33 @@ class AnswersAtOnce(Protocol):
     def refund_now(self, grant: Granted) -> None: ...
 
 
+class AtOnce:
+    """Base of a store whose calls never wait: the :class:`WindowStore` coroutines over its
+    :class:`AnswersAtOnce` calls (the limiter calls those directly on every request)."""
+
+    async def acquire(self, windows: Sequence[Window], now: float) -> Admission:
+        return self.acquire_now(windows, now)
+
+    async def complete(self, grant: Granted, at: float) -> None:
+        self.complete_now(grant, at)
+
+    async def refund(self, grant: Granted) -> None:
+        self.refund_now(grant)
+
+    def acquire_now(
+        self, windows: Sequence[Window], now: float, loop: asyncio.AbstractEventLoop | None = None
+    ) -> Admission:
+        raise NotImplementedError
+
+    def complete_now(
+        self, grant: Granted, at: float, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
+        raise NotImplementedError
+
+    def refund_now(self, grant: Granted) -> None:
+        raise NotImplementedError
+
+
 @dataclass
 class _Log:
     span: float
@@ -204,7 +231,7 @@ class _Log:
     pending: int = 0  # grants still waiting for their answer: they never expire
 
 
-class InMemoryWindowStore:
+class InMemoryWindowStore(AtOnce):
     """The per-process store: per key, a sorted list of the times its answered grants
     completed, and a count of those still waiting for their answer.
 
@@ -232,17 +259,6 @@ class InMemoryWindowStore:
             del self._logs[key]
             return False
         return True
-
-    # The store never waits, so the limiter calls the *_now methods directly (see
-    # AnswersAtOnce); the async ones are the WindowStore protocol.
-    async def acquire(self, windows: Sequence[Window], now: float) -> Admission:
-        return self.acquire_now(windows, now)
-
-    async def complete(self, grant: Granted, at: float) -> None:
-        self.complete_now(grant, at)
-
-    async def refund(self, grant: Granted) -> None:
-        self.refund_now(grant)
 
     def acquire_now(
         self, windows: Sequence[Window], now: float, loop: asyncio.AbstractEventLoop | None = None
