@@ -57,14 +57,15 @@ def _target(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _lock(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--lock-timeout",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long for another apply to the same account to finish (default: 0)",
-    )
+def _lock(p: argparse.ArgumentParser, *, fleet: bool = False) -> None:
+    text = "wait this long for another apply to the same account to finish (default: 0)"
+    if fleet:
+        text += (
+            "; with --via taskiq each task waits this long on its worker (default: the "
+            "workers' AMO_FLEET_LOCK_TIMEOUT, 600 unless set)"
+        )
+    # None = not given: --via taskiq then leaves the wait to the workers
+    p.add_argument("--lock-timeout", type=float, default=None, metavar="SECONDS", help=text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
-    _lock(p)
+    _lock(p, fleet=True)
     fleet = p.add_argument_group("fleet (--via taskiq)")
     fleet.add_argument(
         "--via",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,14 @@ EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
 def _label(args: argparse.Namespace) -> Account:
     return account_from_args(args.base_url, args.token_file)
+
+
+def lock_timeout_of(args: argparse.Namespace) -> float | None:
+    """``--lock-timeout`` checked before anything is read or sent; None when not given."""
+    value: float | None = args.lock_timeout
+    if value is not None and not 0 <= value < math.inf:  # nan fails every comparison
+        raise UsageError(f"--lock-timeout must be a finite number of seconds >= 0, got {value}")
+    return value
 
 
 def _write(text: str, path: str | None) -> None:
@@ -95,6 +104,7 @@ async def cmd_plan(args: argparse.Namespace) -> int:
 
 
 async def cmd_apply(args: argparse.Namespace) -> int:
+    lock_timeout = lock_timeout_of(args) or 0.0
     source = load_source(args.file)
     if isinstance(source, SavedPlan) and args.prune and not source.prune:
         raise UsageError("--prune can not be added to a saved plan: make the plan with --prune")
@@ -121,7 +131,7 @@ async def cmd_apply(args: argparse.Namespace) -> int:
                     source,
                     prune=args.prune,
                     confirm=ask,
-                    lock_timeout=args.lock_timeout,
+                    lock_timeout=lock_timeout,
                     progress=report.progress(account_host(amo)),
                 )
             except ApplyError as e:
@@ -149,6 +159,7 @@ async def cmd_apply(args: argparse.Namespace) -> int:
 
 
 async def cmd_copy(args: argparse.Namespace) -> int:
+    lock_timeout_of(args)
     targets = [Account(t) for t in args.to or []]
     if args.to_file:
         targets += load_targets(args.to_file)
@@ -209,7 +220,7 @@ async def _copy_local(
             src,
             [CopyTarget(c) for c in clients],
             prune=args.prune,
-            lock_timeout=args.lock_timeout,
+            lock_timeout=lock_timeout_of(args) or 0.0,  # not given: do not wait, as always
             progress=report.progress,
             dry_run=dry_run,
         )

@@ -4,11 +4,12 @@ The source is read here, once, into the job's spec key (a source that can not be
 fails before anything is enqueued); each target's token goes into Redis (a long-lived
 token with the job's TTL, an OAuth pair from ``--token-file`` unless the workers already
 keep a newer one) so that the task messages carry account references only. Then one
-``amo_pipelines.fleet.copy`` task per target, and the job's progress hash is polled until
-every account is ``done`` or ``failed``: a progress bar per account on a terminal with
-rich, plain lines otherwise (each change of state, and a summary every few seconds),
-``--json`` for machine output. The workers: ``AMO_FLEET_BROKER=redis://...
-taskiq worker amo_pipelines.fleet.worker:make_broker``.
+``amo_pipelines.fleet.copy`` task per target (with ``lock_timeout`` when
+``--lock-timeout`` is given; else the workers' ``AMO_FLEET_LOCK_TIMEOUT`` applies), and
+the job's progress hash is polled until every account is ``done`` or ``failed``: a
+progress bar per account on a terminal with rich, plain lines otherwise (each change of
+state, and a summary every few seconds), ``--json`` for machine output. The workers:
+``AMO_FLEET_BROKER=redis://... taskiq worker amo_pipelines.fleet.worker:make_broker``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from yarl import URL
 
 from .. import TokenSet
 from .accounts import Account, UsageError, token_env_names
+from .commands import lock_timeout_of
 
 if TYPE_CHECKING:  # the taskiq extra is imported only for --via taskiq
     from ..fleet import AccountProgress, JobState
@@ -84,6 +86,7 @@ async def copy_via_taskiq(
 ) -> tuple[int, dict[str, Any]]:
     """Run the job; the exit status and the JSON summary."""
     env = os.environ if env is None else env
+    lock_timeout_of(args)  # before any connection
     if source.is_emulator or any(t.is_emulator for t in targets):
         raise UsageError(
             "--via taskiq: the workers must reach every account: give base URLs "
@@ -134,8 +137,12 @@ async def _run(
         out.say(f"job {job}: reading the source {src.label}")
         spec = await tasks.prepare_copy(job, src)
         await state.queued(labels)
+        # Not given: no keyword at all, so the workers' AMO_FLEET_LOCK_TIMEOUT decides (and
+        # workers older than the keyword still take the message).
+        wait = lock_timeout_of(args)
+        extra = {} if wait is None else {"lock_timeout": wait}
         for ref in refs:
-            await tasks.copy.kiq(job, ref.to_data(), src.to_data(), prune=args.prune)
+            await tasks.copy.kiq(job, ref.to_data(), src.to_data(), prune=args.prune, **extra)
         out.say(f"job {job}: {len(refs)} copy tasks enqueued")
         with out:
             finished = await watch(state, labels, out, timeout=args.timeout)

@@ -22,6 +22,9 @@ redis-py). The core package never imports this module.
     await broker.startup()
     await fleet.copy.kiq("job-1", {"base_url": "https://a.amocrm.ru"},
                          {"base_url": "https://template.amocrm.ru"})
+    # lock_timeout=30: wait 30 s for the account's apply lock (default: the settings')
+    await fleet.copy.kiq("job-1", {"base_url": "https://b.amocrm.ru"},
+                         {"base_url": "https://template.amocrm.ru"}, lock_timeout=30)
     # workers: taskiq worker myapp.tasks:broker
 
 Or, with the broker from the environment: ``AMO_FLEET_BROKER=redis://...
@@ -39,8 +42,8 @@ per job (:class:`~amo_pipelines.fleet.state.JobState`). Task messages carry no s
 from __future__ import annotations
 
 from .refs import AccountRef, FleetError, put_access_token, put_token_set, token_key
-from .state import AccountProgress, JobState, summary
-from .tasks import APPLY_TASK, COPY_TASK, FleetResult, FleetSettings, FleetTasks, register
+from .state import AccountProgress, FleetResult, JobState, summary
+from .tasks import APPLY_TASK, COPY_TASK, FleetSettings, FleetTasks, register
 
 __all__ = [
     "APPLY_TASK",

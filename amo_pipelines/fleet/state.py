@@ -1,4 +1,5 @@
-"""What a fleet job keeps in Redis: each account's progress, the source's spec, the id maps.
+"""What a fleet job keeps in Redis: each account's progress, the source's spec, the id maps;
+and what a task returns (:class:`FleetResult`).
 
 Keys (``<prefix>:fleet:{<job>}:...``, one hash tag per job, every key with the job's TTL):
 
@@ -19,6 +20,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
+import attrs
 from attrs import frozen
 
 State = Literal["queued", "running", "done", "failed"]
@@ -180,3 +182,38 @@ def summary(records: Mapping[str, AccountProgress]) -> dict[str, int]:
     for record in records.values():
         counts[record.state] = counts.get(record.state, 0) + 1
     return counts
+
+
+@frozen(kw_only=True)
+class FleetResult:
+    """What a task returns (as :meth:`to_data`): small, no ids of its own, no secrets."""
+
+    job: str
+    account: str
+    state: str
+    """``done`` or ``failed``."""
+    requests: int
+    """Requests this delivery sent to the account (retries included)."""
+    writes: int
+    """Of which POST, PATCH or DELETE."""
+    worker: str
+    id_map_key: str | None = None
+    """Redis hash holding the id map under the account's name (``done`` only)."""
+    error: str | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def failed_result(
+    job: str, label: str, worker: str, error: str, requests: int = 0, writes: int = 0
+) -> dict[str, Any]:
+    return FleetResult(
+        job=job,
+        account=label,
+        state="failed",
+        requests=requests,
+        writes=writes,
+        worker=worker,
+        error=error,
+    ).to_data()

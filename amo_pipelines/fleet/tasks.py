@@ -3,10 +3,11 @@
 :func:`register` adds two tasks to the caller's broker and returns them as
 :class:`FleetTasks`:
 
-* ``amo_pipelines.fleet.apply(job, target, spec, prune=False)``: apply a funnels spec
-  (plain data, as :func:`~amo_pipelines.funnels.spec_to_data` makes it) to one account;
-* ``amo_pipelines.fleet.copy(job, target, source, prune=False)``: copy one source account
-  to one target. The source is read once per job: by the enqueuer
+* ``amo_pipelines.fleet.apply(job, target, spec, prune=False, lock_timeout=None)``: apply
+  a funnels spec (plain data, as :func:`~amo_pipelines.funnels.spec_to_data` makes it) to
+  one account;
+* ``amo_pipelines.fleet.copy(job, target, source, prune=False, lock_timeout=None)``: copy
+  one source account to one target. The source is read once per job: by the enqueuer
   (:meth:`FleetTasks.prepare_copy`) or else by the first task, under a Redis lock, and
   kept in the job's ``spec`` key for the others.
 
@@ -20,8 +21,10 @@ Each task, on the worker:
   event loop): every worker on every machine shares each account's 7/s budget, its 429
   pause and its block;
 * applies under a :class:`~amo_pipelines.redis.RedisApplyLock` of the account (waiting up
-  to ``lock_timeout``): two workers never write one account at once, and the lock of a
-  killed worker expires after ``lock_ttl`` seconds so a redelivered task goes on;
+  to the message's ``lock_timeout`` keyword, else the worker's
+  :attr:`FleetSettings.lock_timeout`): two workers never write one account at once, and
+  the lock of a killed worker expires after ``lock_ttl`` seconds so a redelivered task
+  goes on;
 * is idempotent: :func:`~amo_pipelines.funnels.apply` reads the account and plans against
   it, so a task delivered again after its worker died sends only what is still missing,
   and one delivered after the first finished sends zero writes;
@@ -51,7 +54,7 @@ from ..funnels import FunnelsSpec, apply, export, spec_from_data, spec_to_data
 from ..funnels.copy import id_map
 from ..transport import AiohttpTransport, Request, Response, Transport
 from .refs import AccountRef, FleetError, resolve_auth
-from .state import DEFAULT_JOB_TTL, JobState, job_key
+from .state import DEFAULT_JOB_TTL, FleetResult, JobState, failed_result, job_key
 
 APPLY_TASK = "amo_pipelines.fleet.apply"
 COPY_TASK = "amo_pipelines.fleet.copy"
@@ -66,7 +69,9 @@ class FleetSettings:
 
     ``redis_url``: the fleet's Redis (budget, tokens, locks, progress; often the broker's).
     ``lock_timeout``: seconds a task waits for another apply to its account (a duplicate
-    delivery waits for the first, then converges). ``lock_ttl``: the apply lock's TTL, how
+    delivery waits for the first, then converges), unless its message gives a
+    ``lock_timeout`` of its own (``copy --via taskiq --lock-timeout S``): the message's
+    value wins for that delivery. ``lock_ttl``: the apply lock's TTL, how
     long a killed worker keeps its accounts locked. ``lease``: the window store's lease,
     how long a killed worker's pending requests hold their places. ``job_ttl``: how long
     progress, specs, id maps and stored tokens live. ``worker``: this worker's name.
@@ -79,27 +84,6 @@ class FleetSettings:
     lease: float = 15.0
     job_ttl: float = DEFAULT_JOB_TTL
     worker: str | None = None
-
-
-@frozen(kw_only=True)
-class FleetResult:
-    """What a task returns (as :meth:`to_data`): small, no ids of its own, no secrets."""
-
-    job: str
-    account: str
-    state: str
-    """``done`` or ``failed``."""
-    requests: int
-    """Requests this delivery sent to the account (retries included)."""
-    writes: int
-    """Of which POST, PATCH or DELETE."""
-    worker: str
-    id_map_key: str | None = None
-    """Redis hash holding the id map under the account's name (``done`` only)."""
-    error: str | None = None
-
-    def to_data(self) -> dict[str, Any]:
-        return attrs.asdict(self)
 
 
 class _Counted:
@@ -143,15 +127,27 @@ class FleetTasks:
         # a task whose worker dies is delivered again.
         labels = {"ack_type": "when_saved"}
 
+        # lock_timeout is typed Any here: taskiq parses a message's arguments by their
+        # annotations (pydantic, lax), which would turn True into 1.0 and "5" into 5.0;
+        # the run_* methods validate the value as it was sent. Messages without it (from
+        # enqueuers older than the keyword) get None: the worker's setting.
         async def apply_task(
-            job: str, target: dict[str, Any], spec: dict[str, Any], prune: bool = False
+            job: str,
+            target: dict[str, Any],
+            spec: dict[str, Any],
+            prune: bool = False,
+            lock_timeout: Any = None,
         ) -> dict[str, Any]:
-            return await self.run_apply(job, target, spec, prune=prune)
+            return await self.run_apply(job, target, spec, prune=prune, lock_timeout=lock_timeout)
 
         async def copy_task(
-            job: str, target: dict[str, Any], source: dict[str, Any], prune: bool = False
+            job: str,
+            target: dict[str, Any],
+            source: dict[str, Any],
+            prune: bool = False,
+            lock_timeout: Any = None,
         ) -> dict[str, Any]:
-            return await self.run_copy(job, target, source, prune=prune)
+            return await self.run_copy(job, target, source, prune=prune, lock_timeout=lock_timeout)
 
         self.apply = broker.register_task(apply_task, task_name=APPLY_TASK, **labels)
         self.copy = broker.register_task(copy_task, task_name=COPY_TASK, **labels)
@@ -173,14 +169,22 @@ class FleetTasks:
     # ------------------------------------------------------------------ task bodies
 
     async def run_apply(
-        self, job: str, target: Mapping[str, Any], spec: Mapping[str, Any], *, prune: bool = False
+        self,
+        job: str,
+        target: Mapping[str, Any],
+        spec: Mapping[str, Any],
+        *,
+        prune: bool = False,
+        lock_timeout: float | None = None,
     ) -> dict[str, Any]:
-        """The ``apply`` task's body (callable directly, e.g. in tests)."""
+        """The ``apply`` task's body (callable directly, e.g. in tests). ``lock_timeout``:
+        seconds to wait for the account's apply lock, instead of the settings' (None); a
+        negative, infinite or non-number value fails the account, nothing sent."""
 
         async def load(_: _Resources) -> FunnelsSpec:
             return spec_from_data(spec, path=f"job {job}")
 
-        return await self._run(job, target, load, prune)
+        return await self._run(job, target, load, prune, lock_timeout)
 
     async def run_copy(
         self,
@@ -189,13 +193,14 @@ class FleetTasks:
         source: Mapping[str, Any],
         *,
         prune: bool = False,
+        lock_timeout: float | None = None,
     ) -> dict[str, Any]:
-        """The ``copy`` task's body."""
+        """The ``copy`` task's body (``lock_timeout``: as for :meth:`run_apply`)."""
 
         async def load(res: _Resources) -> FunnelsSpec:
             return await self._source_spec(job, AccountRef.from_data(source), res)
 
-        return await self._run(job, target, load, prune)
+        return await self._run(job, target, load, prune, lock_timeout)
 
     async def prepare_copy(self, job: str, source: AccountRef) -> FunnelsSpec:
         """Read the source once for a job (the enqueuer, before it enqueues: a source that
@@ -233,6 +238,7 @@ class FleetTasks:
         target: Mapping[str, Any],
         load: Callable[[_Resources], Awaitable[FunnelsSpec]],
         prune: bool,
+        lock_timeout: object,
     ) -> dict[str, Any]:
         from ..redis import RedisApplyLock
 
@@ -245,17 +251,18 @@ class FleetTasks:
         except AmoError as e:
             label = str(target.get("name") or target.get("base_url") or "?")
             await state.finished(label, "failed", requests=0, writes=0, error=str(e), worker=worker)
-            return _failed(job, label, worker, str(e), None)
+            return failed_result(job, label, worker, str(e))
         label = ref.label
         await state.running(label, worker)
         counted: _Counted | None = None
         try:
+            wait = lock_wait(lock_timeout, settings.lock_timeout)
             spec = await load(res)
             async with self._client(ref, res) as (amo, counted):
                 lock = RedisApplyLock(
                     res.redis,
                     prefix=settings.prefix,
-                    timeout=settings.lock_timeout,
+                    timeout=wait,
                     ttl=settings.lock_ttl,
                 )
                 result = await apply(amo, spec, prune=prune, lock=lock)
@@ -266,7 +273,7 @@ class FleetTasks:
             await state.finished(
                 label, "failed", requests=sent[0], writes=sent[1], error=message, worker=worker
             )
-            return _failed(job, label, worker, message, counted)
+            return failed_result(job, label, worker, message, *sent)
         except Exception as e:
             # A bug or an outage of Redis itself: recorded, then raised for taskiq to log.
             sent = (counted.requests, counted.writes) if counted else (0, 0)
@@ -350,18 +357,17 @@ class FleetTasks:
             await res.redis.aclose()
 
 
-def _failed(
-    job: str, label: str, worker: str, error: str, counted: _Counted | None
-) -> dict[str, Any]:
-    return FleetResult(
-        job=job,
-        account=label,
-        state="failed",
-        requests=counted.requests if counted else 0,
-        writes=counted.writes if counted else 0,
-        worker=worker,
-        error=error,
-    ).to_data()
+def lock_wait(value: object, default: float) -> float:
+    """A message's ``lock_timeout`` (None: ``default``), or :class:`FleetError`: a bad value
+    must fail its account, not make taskiq deliver it again and again."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        # the type only: a string in a message could be anything
+        raise FleetError(f"lock_timeout must be a number of seconds, got {type(value).__name__}")
+    if not (0 <= value < float("inf")):  # nan fails every comparison
+        raise FleetError(f"lock_timeout must be finite and >= 0, got {value!r}")
+    return float(value)
 
 
 def register(broker: Any, settings: FleetSettings | None = None, **options: Any) -> FleetTasks:

@@ -22,7 +22,10 @@ Environment:
   delivered again. A task running longer than this is delivered to a second worker as
   well; that copy waits for the account's apply lock and then finds nothing to write;
 * ``AMO_FLEET_LOCK_TTL`` (30), ``AMO_FLEET_LOCK_TIMEOUT`` (600), ``AMO_FLEET_LEASE`` (15):
-  see :class:`~amo_pipelines.fleet.FleetSettings`;
+  see :class:`~amo_pipelines.fleet.FleetSettings`. ``AMO_FLEET_LOCK_TIMEOUT`` is how long
+  a task waits for its account's apply lock when its message does not say: a message's
+  ``lock_timeout`` keyword (``amo-pipelines copy --via taskiq --lock-timeout S``) wins
+  for that task;
 * ``AMO_FLEET_WORKER``: the worker's name in progress records and User-Agents;
 * tokens: ``AMO_TOKEN_<SUBDOMAIN>`` / ``AMO_TOKEN``, and ``AMO_CLIENT_ID``,
   ``AMO_CLIENT_SECRET``, ``AMO_REDIRECT_URI`` for OAuth refreshes (see
