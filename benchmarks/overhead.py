@@ -194,27 +194,27 @@ class Clients:
         return call
 
     def typed(self, endpoint: Endpoint) -> Call:
-        """The raw call, then the SDK's structuring hook on its JSON, unwrapped and read as
-        the SDK's call returns and reads it: the floor of any client that gives these
-        typed models, with no request path of its own (no policies, no checks)."""
-        hook = converter.get_structure_hook(endpoint.model)
-        fetch = self.raw(endpoint)
-        if endpoint.model is Pipeline:
-            return lambda: _structured(fetch, hook, endpoint.model)
+        """The raw call, its JSON then given to the SDK's structuring hook and unwrapped and
+        read as the SDK's call returns and reads it: the floor of any client that gives
+        these typed models, with no request path of its own (no policies, no checks). The
+        hook runs inside the raw call's own coroutine: no frame is added."""
+        model = endpoint.model
+        hook = converter.get_structure_hook(model)
 
-        async def listed() -> object:
-            page = await _structured(fetch, hook, endpoint.model)
-            items = list(
-                page.embedded.pipelines
-                if endpoint.model is PipelineCollection
-                else page.embedded.statuses
-            )
-            if endpoint.model is StatusCollection:
-                for status in items:
-                    status.descriptions  # noqa: B018
+        def pipeline(body: bytes) -> object:
+            return hook(orjson.loads(body), model)
+
+        def pipelines(body: bytes) -> object:
+            return list(hook(orjson.loads(body), model).embedded.pipelines)
+
+        def statuses(body: bytes) -> object:
+            items = list(hook(orjson.loads(body), model).embedded.statuses)
+            for status in items:
+                status.descriptions  # noqa: B018
             return items
 
-        return listed
+        typed = {Pipeline: pipeline, PipelineCollection: pipelines, StatusCollection: statuses}
+        return self.raw(endpoint, typed[model])
 
     def calls(self, endpoint: Endpoint) -> list[tuple[str, Call]]:
         calls = [
@@ -256,10 +256,6 @@ class Clients:
         if endpoint.model is PipelineCollection:
             return amo.pipelines.list
         return None  # pipelines.statuses() takes no `with`; its Status has no descriptions
-
-
-async def _structured(fetch: Call, hook: Callable[[Any, Any], Any], model: Any) -> Any:
-    return hook(await fetch(), model)
 
 
 async def _timed(call: Call, mode: str, n: int) -> tuple[float, float]:
