@@ -147,7 +147,7 @@ class Accounts:
     _seq: itertools.count[int]
     _loop_ref: weakref.ref[asyncio.AbstractEventLoop] | None
     _now_store: bool  # the store offers the AnswersAtOnce calls
-    _store_own: dict[str, object]  # its instance attributes (see _at_once)
+    _store_own: dict[str, object]  # its instance attributes (see take)
 
     def _windows(
         self, acct: AccountState, integration: str | None, now: float

@@ -83,6 +83,15 @@ class Log:
         taken = array("Q")
         ordered = sorted(rids)
         start, total = 0, len(ordered)
+        if (
+            total and ordered[-1] - ordered[0] == total - 1
+        ):  # one run (a call's receipts are unique)
+            run = array("Q", ordered)
+            at = self.find(ordered[0])
+            if at >= 0 and self.ids[at : at + total] == run:
+                del self.untils[at : at + total]
+                del self.ids[at : at + total]
+                return run
         while start < total:
             end = start + 1
             while end < total and ordered[end] == ordered[end - 1] + 1:
@@ -272,8 +281,12 @@ def _by_windows(
 ) -> list[tuple[tuple[Window, ...], list[int]]]:
     """The receipts of ``places`` grouped by their windows (one pass over each window's
     entries for all of them; grants of one token share one tuple of windows)."""
+    first = places[0][0]
     if len(places) == 1:
-        return [(places[0][0], [places[0][1]])]
+        return [(first, [places[0][1]])]
+    rids = [rid for windows, rid in places if windows is first]
+    if len(rids) == len(places):  # the common case: one token's windows
+        return [(first, rids)]
     groups: dict[int, tuple[tuple[Window, ...], list[int]]] = {}
     for windows, rid in places:
         group = groups.get(id(windows))

@@ -67,8 +67,9 @@ class LeaseKeeper:
         self.renew = renew
         self.pending: dict[str, tuple[str, tuple[Window, ...]]] = {}
         # The loop whose timer is armed, weakly: a closed loop's last timer never fires,
-        # and nothing here may keep that loop (or what hangs off it) alive.
-        self._armed: weakref.ref[asyncio.AbstractEventLoop] | None = None
+        # and nothing here may keep that loop (or what hangs off it) alive. (A store may
+        # check it and add to ``pending`` itself when its timer runs on the caller's loop.)
+        self.armed: weakref.ref[asyncio.AbstractEventLoop] | None = None
         self._renewing: asyncio.Task[None] | None = None  # (dropped once done)
 
     def add(
@@ -82,8 +83,8 @@ class LeaseKeeper:
         self.pending[receipt] = (account, tuple(windows))
         if loop is None:
             loop = asyncio.get_running_loop()
-        if self._armed is None or self._armed() is not loop:
-            self._armed = weakref.ref(loop)
+        if self.armed is None or self.armed() is not loop:
+            self.armed = weakref.ref(loop)
             loop.call_later(self.lease / 3, self._due)
 
     def pop(self, receipt: str) -> tuple[str, tuple[Window, ...]] | None:
@@ -91,14 +92,14 @@ class LeaseKeeper:
         return self.pending.pop(receipt, None)
 
     def _due(self) -> None:
-        self._armed = None
+        self.armed = None
         if not self.pending:
             return
         loop = asyncio.get_running_loop()
         task = self._renewing
         if task is None or task.done() or task.get_loop() is not loop:  # else: still at it
             self._renewing = loop.create_task(self._renew(), name="amo_pipelines lease heartbeat")
-        self._armed = weakref.ref(loop)
+        self.armed = weakref.ref(loop)
         loop.call_later(self.lease / 3, self._due)
 
     async def _renew(self) -> None:

@@ -44,7 +44,7 @@ from typing import TypeVar
 from ._filedir import File, close_all, default_directory, locked, private_directory
 from ._filestate import SUFFIX, State, boot_id, key_of
 from ._lease import DEFAULT_LEASE, LeaseKeeper, Renewal, check_lease, recovered, scaled
-from ._pool import MAX_AGE, Entry, Pools, extras
+from ._pool import LAST_ID, MAX_AGE, Entry, Pools, extras, receipts
 from .windows import (
     Admission,
     AtOnce,
@@ -99,6 +99,7 @@ class FileWindowStore(AtOnce):
         self._answers: dict[str, list[Entry]] = {}
         self._flush_on: weakref.ref[asyncio.AbstractEventLoop] | None = None
         self._pools = Pools(self._flush)
+        self._by_windows = self._pools.by_windows  # (the same dict for the store's life)
         self._closer = weakref.finalize(self, close_all, self._files)
 
     def __repr__(self) -> str:
@@ -140,12 +141,16 @@ class FileWindowStore(AtOnce):
         if self._forks != _forks:
             self._after_fork()
         # A place reserved ahead: no file access (the limiter passes the same tuple).
-        pool = self._pools.by_windows.get(id(windows))
+        pool = self._by_windows.get(id(windows))
         if pool is not None and pool.rids and pool.windows is windows and pool.account == account:
             now = time.monotonic()
             if now - pool.born < MAX_AGE:
                 receipt = format(pool.rids.pop(), "x")
-                self._keeper.add(receipt, account, windows, loop)
+                armed = self._keeper.armed  # (keeper.add without its frame: timer on)
+                if loop is not None and armed is not None and armed() is loop:
+                    self._keeper.pending[receipt] = (account, pool.windows)
+                else:
+                    self._keeper.add(receipt, account, windows, loop)
                 return granted(now, pool.windows, receipt)
         name = account or windows[0].key
         pool = None
@@ -154,7 +159,7 @@ class FileWindowStore(AtOnce):
         want = 0 if pool is None else pool.want
         reserved: list[int] = []
         rid = self._next_id
-        self._next_id = (rid + 1) & 0xFFFF_FFFF_FFFF_FFFF
+        self._next_id = (rid + 1) & LAST_ID
         lease = self.lease
 
         def admit(state: State, now: float) -> tuple[SharedAdmission, bool]:
@@ -187,11 +192,11 @@ class FileWindowStore(AtOnce):
             rids = array("Q", [rid])
             if want and factor >= 1.0:
                 free = min(w.limit - len(log.untils) for w, log in zip(windows, logs, strict=True))
-                for _ in range(extras(want, free - 1)):  # (free after this grant)
-                    extra = self._next_id
-                    self._next_id = (extra + 1) & 0xFFFF_FFFF_FFFF_FFFF
-                    rids.append(extra)
-                    reserved.append(extra)
+                count = extras(want, free - 1)  # (free after this grant)
+                if count:
+                    reserved.extend(receipts(self._next_id, count))
+                    self._next_id = (self._next_id + count) & LAST_ID
+                    rids.extend(reserved)
             for window, log in zip(windows, logs, strict=True):
                 log.add_many(now + lease + window.span, rids)
             return granted(now, tuple(windows), format(rid, "x")), True
@@ -216,15 +221,20 @@ class FileWindowStore(AtOnce):
         grant (often right after, in the same step) carries them for free. Answers of
         grants made far below the limits wait for the next write or the pools' timer.
         """
-        entry = self._keeper.pop(grant.receipt)
+        entry = self._keeper.pending.pop(grant.receipt, None)
         if entry is None:
             return
         account, windows = entry
         self._answers.setdefault(account or windows[0].key, []).append(
             (windows, int(grant.receipt, 16))
         )
-        if self._pools.lazy(windows, loop):
-            return  # far below the limits: with the next write, or the pools' timer
+        # Far below the limits (its pool is active): with the next write, or the pools' timer.
+        pool = self._by_windows.get(id(windows))
+        if pool is not None and pool.active and pool.windows is windows:
+            armed = self._pools.armed
+            if loop is None or armed is None or armed() is not loop:
+                self._pools.arm(loop)
+            return
         if loop is None:
             loop = asyncio.get_running_loop()
         # (One armed on a loop that closed never runs; weakly: nothing keeps it alive.)

@@ -267,41 +267,56 @@ class InMemoryWindowStore(AtOnce):
             for key, old in list(self._logs.items()):
                 self._prune(key, old, now)
             self._next_sweep = now + self._SWEEP_EVERY
-        blocking: list[int] = []
+        logs = self._logs
+        blocking: list[int] | None = None
         retry_after = 0.0
-        for index, window in enumerate(windows):
-            log = self._logs.get(window.key)
-            if log is None or not self._prune(window.key, log, now):
+        index = -1
+        for window in windows:  # (_prune, inline: this runs per request and window)
+            index += 1
+            log = logs.get(window.key)
+            if log is None:
+                continue
+            times = log.times
+            if times and times[0] <= now - log.span:
+                del times[: bisect.bisect_right(times, now - log.span)]
+            if not times and not log.pending:
+                del logs[window.key]
                 continue
             log.span = window.span
             # Once the oldest (count - limit + 1) answered grants expire, one more fits;
             # if that needs more than are answered, only an answer can tell when.
-            excess = len(log.times) + log.pending - window.limit
+            excess = len(times) + log.pending - window.limit
             if excess >= 0:
+                if blocking is None:
+                    blocking = []
                 blocking.append(index)
-                wait = (
-                    log.times[excess] + window.span - now if excess < len(log.times) else math.inf
-                )
+                wait = times[excess] + window.span - now if excess < len(times) else math.inf
                 retry_after = max(retry_after, wait)
         if blocking:
             return Denied(retry_after=retry_after, blocking=tuple(blocking))
-        logs = self._logs
         for window in windows:
             log = logs.get(window.key)
             if log is None:
                 log = logs[window.key] = _Log(window.span, [])
             log.pending += 1
-        return granted(now, tuple(windows))
+        return granted(now, windows if type(windows) is tuple else tuple(windows))
 
     def complete_now(
         self, grant: Granted, at: float, loop: asyncio.AbstractEventLoop | None = None
     ) -> None:
+        if at < grant.at:
+            at = grant.at
+        logs = self._logs
         for window in grant.windows:
-            log = self._logs.get(window.key)
+            log = logs.get(window.key)
             if log is None or not log.pending:
                 continue
             log.pending -= 1
-            bisect.insort(log.times, max(at, grant.at))
+            times = log.times
+            if not times or times[-1] <= at:  # the usual case: answers come in time order
+                times.append(at)
+            else:
+                bisect.insort(times, at)
 
     def refund_now(self, grant: Granted) -> None:
         for window in grant.windows:

@@ -171,7 +171,20 @@ class ThrottlePolicy:
         except AccountBlockedElsewhereError as exc:
             raise self._refusal(exc, request) from None
         if isinstance(taken, Hold):
-            return self._cleared(request, taken, breaker, limiter)
+            # Granted without waiting: the circuit and the gate are as just checked (nothing
+            # ran in between), so only the checks not made yet.
+            try:
+                if self.check is not None:
+                    self.check(request)
+                extra = send_check.get()
+                if extra is not None:
+                    extra(request)
+            except BaseException:
+                limiter.give_back(taken)  # nothing was sent
+                raise
+            if gate is not None:
+                gate.on_wire += 1
+            return taken
         return self._waited(request, taken)
 
     async def _waited(self, request: Request, taken: Awaitable[Hold]) -> Hold:
@@ -226,7 +239,11 @@ class ThrottlePolicy:
         """The request under ``hold`` got ``response``: its place is released; what is
         left to await, if anything (a store that does not answer at once, a 429 or a
         block to record)."""
-        self._landed()
+        gate = self.gate  # (_landed, inline)
+        if gate is not None:
+            gate.on_wire -= 1
+            if gate.closed:
+                gate.landed()
         limiter = self._limiter or self.limiter  # (resolved by grant)
         settling = limiter.settle(hold)
         status = response.status
