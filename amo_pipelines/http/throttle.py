@@ -173,18 +173,7 @@ class ThrottlePolicy:
         if isinstance(taken, Hold):
             # Granted without waiting: the circuit and the gate are as just checked (nothing
             # ran in between), so only the checks not made yet.
-            try:
-                if self.check is not None:
-                    self.check(request)
-                extra = send_check.get()
-                if extra is not None:
-                    extra(request)
-            except BaseException:
-                limiter.give_back(taken)  # nothing was sent
-                raise
-            if gate is not None:
-                gate.on_wire += 1
-            return taken
+            return self._checked(request, taken, limiter)
         return self._waited(request, taken)
 
     async def _waited(self, request: Request, taken: Awaitable[Hold]) -> Hold:
@@ -211,6 +200,15 @@ class ThrottlePolicy:
             breaker.check(self.account, request)
             if gate is not None and gate.closed:
                 raise gate.refusal(request)
+        except BaseException:
+            limiter.give_back(hold)  # nothing was sent
+            raise
+        return self._checked(request, hold, limiter)
+
+    def _checked(self, request: Request, hold: Hold, limiter: RateLimiter) -> Hold:
+        """The token's and the caller's checks of a request with its place; then it is on
+        the wire. A refusal gives the place back."""
+        try:
             if self.check is not None:
                 self.check(request)
             extra = send_check.get()
@@ -219,6 +217,7 @@ class ThrottlePolicy:
         except BaseException:
             limiter.give_back(hold)  # nothing was sent
             raise
+        gate = self.gate
         if gate is not None:
             gate.on_wire += 1
         return hold
