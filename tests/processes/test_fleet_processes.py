@@ -77,6 +77,34 @@ def _worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen[bytes
         )
 
 
+def _emulator(
+    redis_url: str, accounts: int, accounts_file: Path
+) -> tuple[subprocess.Popen[bytes], list[dict[str, Any]]]:
+    """An emulator process serving ``accounts`` empty accounts, and their entries from its
+    accounts file once it has written it (the caller stops the process)."""
+    emulator = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "amo_pipelines.emulator", "--port", "0", "--empty-account"),
+            *("--accounts", str(accounts), "--accounts-file", str(accounts_file)),
+        ],
+        cwd=ROOT,
+        env=_env(redis_url, "unused"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not accounts_file.exists():
+            assert emulator.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        entries: list[dict[str, Any]] = json.loads(accounts_file.read_text(encoding="utf-8"))
+    except BaseException:
+        emulator.terminate()
+        emulator.wait(timeout=10)
+        raise
+    return emulator, entries
+
+
 def _kill(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -142,24 +170,9 @@ def _progress(redis_url: str, job: str) -> dict[str, dict[str, Any]]:
 
 
 def test_a_fleet_copy_survives_a_killed_worker(tmp_path: Path, redis_url: str) -> None:
-    accounts_file = tmp_path / "accounts.json"
-    emulator = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "amo_pipelines.emulator", "--port", "0", "--empty-account"),
-            *("--accounts", str(TARGETS + 1), "--accounts-file", str(accounts_file)),
-        ],
-        cwd=ROOT,
-        env=_env(redis_url, "unused"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    emulator, (source, *targets) = _emulator(redis_url, TARGETS + 1, tmp_path / "accounts.json")
     workers: list[subprocess.Popen[bytes]] = []
     try:
-        deadline = time.monotonic() + 20
-        while not accounts_file.exists():
-            assert emulator.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
-        source, *targets = json.loads(accounts_file.read_text(encoding="utf-8"))
         asyncio.run(_fill(redis_url, source))
 
         queue, job = f"fleet-{uuid.uuid4().hex[:8]}", "killed-worker"

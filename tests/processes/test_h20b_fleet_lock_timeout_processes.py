@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
 import time
 import uuid
@@ -21,7 +20,7 @@ import redis.asyncio as aioredis
 from amo_pipelines.fleet import AccountRef
 from amo_pipelines.redis import RedisApplyLock
 
-from .test_fleet_processes import ROOT, _env, _fill, _kill, _worker
+from .test_fleet_processes import _emulator, _env, _fill, _kill, _worker
 
 pytestmark = [
     pytest.mark.slow,
@@ -30,24 +29,9 @@ pytestmark = [
 
 
 def test_the_cli_lock_timeout_wins_over_the_workers_setting(tmp_path: Path, redis_url: str) -> None:
-    accounts_file = tmp_path / "accounts.json"
-    emulator = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "amo_pipelines.emulator", "--port", "0", "--empty-account"),
-            *("--accounts", "3", "--accounts-file", str(accounts_file)),
-        ],
-        cwd=ROOT,
-        env=_env(redis_url, "unused"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    emulator, (source, locked, free) = _emulator(redis_url, 3, tmp_path / "accounts.json")
     worker = None
     try:
-        deadline = time.monotonic() + 20
-        while not accounts_file.exists():
-            assert emulator.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
-        source, locked, free = json.loads(accounts_file.read_text(encoding="utf-8"))
         asyncio.run(_fill(redis_url, source))
         env = _env(redis_url, f"fleet-{uuid.uuid4().hex[:8]}", AMO_FLEET_LOCK_TIMEOUT="600")
         worker = _worker(env, "w1", tmp_path / "w1.log")

@@ -17,24 +17,10 @@ from amo_pipelines.budget.file import FileWindowStore
 from amo_pipelines.budget.limiter import Hold
 from amo_pipelines.budget.windows import Admission, Granted, Window, granted
 
+from ._async_only import AsyncOnly
+
 ACCOUNT = "acme.amocrm.ru"
 KEY = "fp-1f2e3d4c"
-
-
-class AsyncOnly:
-    """A store with the WindowStore calls only (as a store on the network has)."""
-
-    def __init__(self) -> None:
-        self.inner = InMemoryWindowStore()
-
-    async def acquire(self, windows: Sequence[Window], now: float) -> Admission:
-        return self.inner.acquire_now(windows, now)
-
-    async def complete(self, grant: Granted, at: float) -> None:
-        self.inner.complete_now(grant, at)
-
-    async def refund(self, grant: Granted) -> None:
-        self.inner.refund_now(grant)
 
 
 def two_per_second(clock: FakeClock, store: object) -> RateLimiter:

@@ -5,7 +5,6 @@ given back whenever the request is refused before the wire."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -14,30 +13,15 @@ from yarl import URL
 
 from amo_pipelines import CircuitBreaker, FakeClock, InMemoryWindowStore, Limit, RateLimiter
 from amo_pipelines.budget.limiter import Hold
-from amo_pipelines.budget.windows import Admission, Granted, Window
 from amo_pipelines.errors import AccountBlockedError, ClientClosedError, ForbiddenError
 from amo_pipelines.http.chain import CloseGate, send_check
 from amo_pipelines.http.throttle import ThrottlePolicy
 from amo_pipelines.transport.base import Request, Response, new_request, sealed_headers
 
+from ._async_only import AsyncOnly
+
 ACCOUNT = "acme.amocrm.ru"
 KEYS = ["fp-1", "fp-2"]
-
-
-class AsyncOnly:
-    """A store with the WindowStore coroutines only: the limiter awaits its first try."""
-
-    def __init__(self) -> None:
-        self.inner = InMemoryWindowStore()
-
-    async def acquire(self, windows: Sequence[Window], now: float) -> Admission:
-        return self.inner.acquire_now(windows, now)
-
-    async def complete(self, grant: Granted, at: float) -> None:
-        self.inner.complete_now(grant, at)
-
-    async def refund(self, grant: Granted) -> None:
-        self.inner.refund_now(grant)
 
 
 ACTIONS = st.sampled_from(["take", "take", "take", "settle", "give back", "429", "pause"])
