@@ -32,18 +32,23 @@ _LEVELS = frozenset(LEVELS)
 _make = tuple.__new__
 
 
+def _request_id(raw: dict[str, Any], index: int) -> str | None:
+    """An item's ``request_id`` as the answer echoes it (its index when absent); ``None``
+    when it is null or not a string, which the general validation reports."""
+    request_id = raw.get("request_id")
+    if request_id is None:
+        return None if "request_id" in raw else str(index)
+    return request_id if isinstance(request_id, str) else None
+
+
 def quick_new_status(raw: Any, index: int, rules: FieldRules) -> NewStatus | None:
     """The plan of a valid statuses POST item (``index``: its place in the body), or
     ``None`` when the general validation must look at it."""
     if type(raw) is not dict:
         return None
     get = raw.get
-    request_id = get("request_id", None)
+    request_id = _request_id(raw, index)
     if request_id is None:
-        if "request_id" in raw:
-            return None
-        request_id = str(index)
-    elif not isinstance(request_id, str):
         return None
     name = get("name")
     # Blank as the general check's ``not value.strip()``, without copying the string.
@@ -111,12 +116,8 @@ def quick_new_pipeline(
     the main one), or ``None`` when the general validation must look at it."""
     if type(raw) is not dict:
         return None
-    request_id = raw.get("request_id", None)
+    request_id = _request_id(raw, index)
     if request_id is None:
-        if "request_id" in raw:
-            return None
-        request_id = str(index)
-    elif not isinstance(request_id, str):
         return None
     name, sort = raw.get("name"), raw.get("sort")
     is_main, is_unsorted_on = raw.get("is_main"), raw.get("is_unsorted_on")
